@@ -1,0 +1,47 @@
+# The commands README.md shows. Everything installs itself into .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: install test test-oracle demo bench lint clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-test: $(VENV)/bin/activate setup.py pyproject.toml
+	$(PIP) install -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-apps: $(VENV)/.installed-test
+	$(PIP) install -e '.[test,apps]'
+	touch $@
+
+$(VENV)/.installed-oracle: $(VENV)/.installed-test
+	$(PIP) install 'torch==2.13.0'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-apps
+	$(PIP) install -e '.[bench]'
+	touch $@
+
+install: $(VENV)/.installed-test
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest
+
+test-oracle: $(VENV)/.installed-oracle
+	$(PY) -m pytest -m oracle tests
+
+demo: $(VENV)/.installed-apps
+	$(PY) -m apps.train_mnist
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m bench.run
+
+lint:
+	$(PIP) install ruff
+	$(PY) -m ruff check python tests apps bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info python/*.egg-info

@@ -1,0 +1,50 @@
+"""The thin glue between ops and the selected array backend.
+
+Ops do their arithmetic with numpy. Under ``NEEDLE_BACKEND=nd`` an array is an
+``NDArray`` whose ``_np`` attribute is a numpy view of its buffer, and a numpy
+result is wrapped back without a copy; under ``np`` arrays are numpy arrays
+already. Keeping this to four functions keeps every op backend-neutral.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from .backend_selection import BACKEND, NDArray, array_api, default_device
+
+FLOAT_KINDS = "f"
+NUMERIC_KINDS = "biuf"
+
+if BACKEND == "nd":
+
+    def as_numpy(x: Any) -> np.ndarray:
+        """A numpy view (no copy) of a backend array."""
+        return x._np
+
+    def wrap(r: Any, like: Any) -> Any:
+        """Wrap a numpy result as a backend array on ``like``'s device."""
+        return NDArray._wrap(r if r.__class__ is np.ndarray else np.asarray(r), like._device)
+
+    def device_of(x: Any) -> Any:
+        return x._device
+
+    def from_numpy(x: np.ndarray, device: Any, dtype: Any) -> Any:
+        """Build a backend array from numpy data (float32 unless ``dtype`` says float64)."""
+        return array_api.array(x, dtype=dtype, device=device if device is not None else None)
+
+else:
+
+    def as_numpy(x: Any) -> np.ndarray:
+        return x
+
+    def wrap(r: Any, like: Any) -> Any:
+        return r if r.__class__ is np.ndarray else np.asarray(r)
+
+    _CPU = default_device()
+
+    def device_of(x: Any) -> Any:
+        return _CPU
+
+    def from_numpy(x: np.ndarray, device: Any, dtype: Any) -> Any:
+        # hw1/hw2 semantics: the input's own dtype is kept unless one is asked for.
+        return np.array(x, dtype=dtype)

@@ -1,0 +1,733 @@
+"""Core data structures: Value, Op, Tensor, the reverse-mode engine and grad modes.
+
+The engine is tape-free in the usual sense: every op result remembers its ``op``
+and ``inputs``, and ``backward()`` walks that graph in reverse topological order.
+Nothing here recurses over the graph, so chains of 100,000 ops work.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy
+
+from . import _array
+from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
+from .errors import DeviceError, DTypeError, GraphError, ShapeError
+
+# When True, ops build nodes and compute only on ``realize_cached_data()``.
+LAZY_MODE = False
+# Number of live Values: +1 in ``Value._init``, -1 in ``Value.__del__``.
+TENSOR_COUNTER = 0
+
+__all__ = [
+    "LAZY_MODE", "TENSOR_COUNTER", "NDArray", "array_api", "Op", "TensorOp", "TensorTupleOp",
+    "Value", "Tensor", "TensorTuple", "find_topo_sort", "topo_sort_dfs",
+    "compute_gradient_of_variables", "sum_node_list", "no_grad", "enable_grad",
+    "set_grad_enabled", "is_grad_enabled", "cpu", "Device",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Grad mode (per thread, like PyTorch)
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_GRAD_MODE = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops called now record the graph (False inside ``no_grad()``)."""
+    return _GRAD_MODE.enabled
+
+
+class set_grad_enabled:
+    """Context manager and decorator that sets grad mode and restores the previous one.
+
+    Parameters
+    ----------
+    mode : bool
+        Whether ops record the graph inside the block.
+    """
+
+    def __init__(self, mode: bool = True) -> None:
+        self.mode = bool(mode)
+        self._previous: list[bool] = []
+
+    def __enter__(self) -> set_grad_enabled:
+        self._previous.append(_GRAD_MODE.enabled)
+        _GRAD_MODE.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _GRAD_MODE.enabled = self._previous.pop()
+
+    def __call__(self, fn: Callable) -> Callable:
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(set_grad_enabled):
+    """Disable graph recording: results are detached leaves (context manager or decorator)."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
+class enable_grad(set_grad_enabled):
+    """Re-enable graph recording inside ``no_grad`` (context manager or decorator)."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Ops
+
+
+class Op:
+    """Operator definition: ``compute`` on arrays, ``gradient`` with needle ops."""
+
+    def __call__(self, *args: Any) -> Any:
+        raise NotImplementedError()
+
+    def compute(self, *args: Any) -> Any:
+        """Calculate the forward pass of the operator on backend arrays."""
+        raise NotImplementedError()
+
+    def gradient(self, out_grad: Value, node: Value) -> Value | tuple[Value | None, ...]:
+        """Vector-Jacobian product for each input, built from needle ops (None: no gradient)."""
+        raise NotImplementedError()
+
+    def gradient_as_tuple(self, out_grad: Value, node: Value) -> tuple:
+        """Convenience method to always return a tuple from the gradient call."""
+        output = self.gradient(out_grad, node)
+        if isinstance(output, tuple):
+            return output
+        if isinstance(output, list):
+            return tuple(output)
+        return (output,)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class TensorOp(Op):
+    """Op class specialized to output tensors."""
+
+    def __call__(self, *args: Any) -> Tensor:
+        return Tensor.make_from_op(self, args)
+
+
+class TensorTupleOp(Op):
+    """Op class specialized to output TensorTuple."""
+
+    def __call__(self, *args: Any) -> TensorTuple:
+        return TensorTuple.make_from_op(self, args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Values
+
+
+def _check_devices(op: Op, arrays: list) -> None:
+    first = arrays[0]
+    if isinstance(first, tuple):
+        return
+    dev = first._device
+    for a in arrays[1:]:
+        if not isinstance(a, tuple) and a._device != dev:
+            raise DeviceError(
+                f"{op.name}: operands are on different devices ({dev} and {a._device}); "
+                "move them with Tensor(x, device=...) first"
+            )
+
+
+class Value:
+    """A node in the computational graph: an op applied to inputs, or a leaf."""
+
+    __slots__ = ("op", "inputs", "num_outputs", "cached_data", "requires_grad", "__weakref__",
+                 "__dict__")
+
+    op: Op | None
+    inputs: tuple
+    cached_data: Any
+    requires_grad: bool
+
+    def realize_cached_data(self) -> Any:
+        """Run compute to realize the cached data (iteratively, for lazy graphs)."""
+        if self.cached_data is not None:
+            return self.cached_data
+        for node in _unrealized_topo_order(self):
+            if node.op is None:
+                raise GraphError(
+                    "a placeholder has no value: feed it through graph.Evaluator.run(...)"
+                )
+            node.cached_data = node.op.compute(*[x.cached_data for x in node.inputs])
+        return self.cached_data
+
+    def is_leaf(self) -> bool:
+        return self.op is None
+
+    def __del__(self) -> None:
+        global TENSOR_COUNTER
+        TENSOR_COUNTER -= 1
+
+    def _init(
+        self,
+        op: Op | None,
+        inputs: Iterable[Value],
+        *,
+        num_outputs: int = 1,
+        cached_data: Any = None,
+        requires_grad: bool | None = None,
+    ) -> None:
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1
+        if requires_grad is None:
+            requires_grad = any(x.requires_grad for x in inputs)
+        self.op = op
+        self.inputs = inputs
+        self.num_outputs = num_outputs
+        self.cached_data = cached_data
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
+        value = cls.__new__(cls)
+        value._init(None, (), cached_data=data, requires_grad=requires_grad)
+        return value
+
+    @classmethod
+    def make_from_op(cls, op: Op, inputs: tuple) -> Value:
+        """Create the node for ``op(*inputs)``; in eager mode compute it at once.
+
+        A result that needs no gradient (nothing requires grad, or grad mode is off) is
+        returned as a detached leaf, so no graph is kept alive behind it.
+        """
+        value = cls.__new__(cls)
+        arrays = [x.cached_data for x in inputs]
+        requires_grad = _GRAD_MODE.enabled and any(x.requires_grad for x in inputs)
+        if LAZY_MODE or any(a is None for a in arrays):
+            # Lazy mode, or an input is a placeholder/lazy node: build the graph only.
+            value._init(op, inputs, requires_grad=requires_grad)
+            return value
+        if BACKEND == "nd" and len(arrays) > 1:
+            _check_devices(op, arrays)
+        data = op.compute(*arrays)
+        if requires_grad:
+            value._init(op, inputs, cached_data=data, requires_grad=True)
+        else:
+            value._init(None, (), cached_data=data, requires_grad=False)
+        return value
+
+
+class TensorTuple(Value):
+    """A tuple of tensors as one graph node (no nesting)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.realize_cached_data())
+
+    def __getitem__(self, index: int) -> Tensor:
+        from .ops import tuple_get_item
+
+        return tuple_get_item(self, index)
+
+    def tuple(self) -> tuple:
+        return tuple(self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return "needle.TensorTuple" + str(self.tuple())
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    def __add__(self, other: TensorTuple) -> TensorTuple:
+        from .ops import make_tuple
+
+        if not isinstance(other, TensorTuple) or len(self) != len(other):
+            raise ShapeError("TensorTuple +: needs another TensorTuple of the same length")
+        return make_tuple(*[self[i] + other[i] for i in range(len(self))])
+
+    def detach(self) -> TensorTuple:
+        """Create a new tensor that shares the data but detaches from the graph."""
+        return TensorTuple.make_const(self.realize_cached_data())
+
+
+def _check_float_dtype(dtype: Any, where: str) -> None:
+    if numpy.dtype(dtype).kind not in _array.NUMERIC_KINDS:
+        raise DTypeError(f"{where}: unsupported dtype {dtype}; use a bool, int or float dtype")
+
+
+def _to_numpy_input(array: Any) -> numpy.ndarray:
+    """Turn user input into a numeric numpy array, with a clear error for anything else."""
+    if isinstance(array, numpy.ndarray):
+        out = array
+    else:
+        try:
+            out = numpy.asarray(array)
+        except ValueError as e:
+            raise ShapeError(
+                f"Tensor: cannot build a tensor from ragged nested sequences ({e})"
+            ) from None
+    if out.dtype.kind not in _array.NUMERIC_KINDS:
+        kind = {"U": "strings", "S": "bytes", "O": "Python objects (None or ragged lists?)",
+                "c": "complex numbers"}.get(out.dtype.kind, f"dtype {out.dtype}")
+        raise DTypeError(f"Tensor: cannot build a tensor from {kind}; needle holds real numbers")
+    return out
+
+
+class Tensor(Value):
+    """An n-dimensional array that records the ops applied to it.
+
+    Parameters
+    ----------
+    array : array_like, Tensor or NDArray
+        The data. Nested lists, numpy arrays, Python or numpy scalars, backend arrays.
+    device : Device, optional
+        Where the data lives; defaults to the array's device or ``default_device()``.
+    dtype : str or numpy dtype, optional
+        ``None`` keeps the input's dtype on the numpy backend and gives float32 on the
+        default ``nd`` backend (which also supports ``"float64"``).
+    requires_grad : bool
+        Whether ``backward()`` computes a gradient for this tensor.
+    """
+
+    __slots__ = ("grad",)
+    grad: Tensor | None
+
+    # Make numpy defer to Tensor's reflected operators (``ndarray + Tensor``).
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        array: Any,
+        *,
+        device: Device | None = None,
+        dtype: Any = None,
+        requires_grad: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(array, Tensor):
+            if device is None:
+                device = array.device
+            if dtype is None:
+                dtype = array.dtype
+            data = array.realize_cached_data()
+            if device == array.device and numpy.dtype(dtype) == numpy.dtype(array.dtype):
+                cached_data = data
+            else:
+                cached_data = Tensor._array_from_numpy(array.numpy(), device=device, dtype=dtype)
+        else:
+            if device is None:
+                device = array.device if isinstance(array, NDArray) and BACKEND == "nd" else None
+            device = device if device else default_device()
+            cached_data = Tensor._array_from_numpy(array, device=device, dtype=dtype)
+        self.grad = None
+        self._init(None, (), cached_data=cached_data, requires_grad=requires_grad)
+
+    @staticmethod
+    def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
+        if BACKEND == "nd" and isinstance(numpy_array, NDArray):
+            numpy_array = numpy_array.numpy()
+        if array_api is numpy:
+            data = _to_numpy_input(numpy_array)
+            if dtype is not None:
+                _check_float_dtype(dtype, "Tensor")
+            return numpy.array(data, dtype=dtype)
+        data = _to_numpy_input(numpy_array)
+        return array_api.array(data, device=device, dtype=dtype)
+
+    @staticmethod
+    def make_from_op(op: Op, inputs: tuple) -> Tensor:
+        tensor = Value.make_from_op.__func__(Tensor, op, inputs)
+        tensor.grad = None
+        return tensor
+
+    @staticmethod
+    def make_const(data: Any, requires_grad: bool = False) -> Tensor:
+        tensor = Tensor.__new__(Tensor)
+        if isinstance(data, Tensor):
+            data = data.realize_cached_data()
+        tensor.grad = None
+        tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
+        return tensor
+
+    # -- data access ---------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Tensor:
+        """A detached tensor sharing this tensor's storage; assigning replaces the storage."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        if not isinstance(value, Tensor):
+            raise DTypeError(f"Tensor.data: expected a Tensor, got {type(value).__name__}")
+        if numpy.dtype(value.dtype) != numpy.dtype(self.dtype):
+            raise DTypeError(
+                f"Tensor.data: dtype {value.dtype} differs from the tensor's {self.dtype}"
+            )
+        old, new = self.realize_cached_data(), value.realize_cached_data()
+        if old.size != new.size:
+            raise ShapeError(
+                f"Tensor.data: cannot assign shape {tuple(new.shape)} to a tensor of shape "
+                f"{tuple(old.shape)} (sizes differ)"
+            )
+        if BACKEND == "nd" and old._device != new._device:
+            raise DeviceError(f"Tensor.data: device {new._device} differs from {old._device}")
+        self.cached_data = new
+
+    def detach(self) -> Tensor:
+        """Create a new tensor that shares the data but detaches from the graph."""
+        return Tensor.make_const(self.realize_cached_data())
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place and return self."""
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.realize_cached_data().shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self.realize_cached_data().dtype
+
+    @property
+    def device(self) -> Any:
+        data = self.realize_cached_data()
+        if array_api is numpy:
+            return cpu()
+        return data.device
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(numpy.prod(self.shape))
+
+    def __len__(self) -> int:
+        shape = self.shape
+        if not shape:
+            raise TypeError("len() of a 0-d tensor")
+        return shape[0]
+
+    def numpy(self) -> numpy.ndarray:
+        """A numpy copy of the data."""
+        data = self.realize_cached_data()
+        if array_api is numpy:
+            return numpy.array(data)
+        return data.numpy()
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> numpy.ndarray:
+        out = self.numpy()
+        return out if dtype is None else out.astype(dtype)
+
+    def item(self) -> float:
+        """The value of a one-element tensor as a Python number."""
+        return self.numpy().item()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    # -- autodiff -----------------------------------------------------------------------------
+
+    def backward(self, out_grad: Tensor | None = None) -> None:
+        """Compute gradients of this tensor w.r.t. every leaf that requires grad.
+
+        Each call *sets* ``leaf.grad`` to this pass's gradient (Needle semantics). The
+        gradient graph is recorded, so ``x.grad.backward()`` gives second derivatives.
+
+        Parameters
+        ----------
+        out_grad : Tensor, optional
+            The seed, of this tensor's shape; ones when omitted (also for non-scalars).
+        """
+        if not self.requires_grad:
+            raise GraphError(
+                "backward: this tensor does not require grad and has no graph "
+                f"(shape {self.shape}); create its inputs with requires_grad=True"
+            )
+        if out_grad is None:
+            data = self.realize_cached_data()
+            out_grad = Tensor.make_const(_array.wrap(numpy.ones(data.shape, data.dtype), data))
+        elif not isinstance(out_grad, Tensor):
+            out_grad = Tensor(out_grad, device=self.device, dtype=self.dtype, requires_grad=False)
+        if out_grad.shape != self.shape:
+            raise ShapeError(
+                f"backward: out_grad has shape {out_grad.shape} but the tensor has shape "
+                f"{self.shape}"
+            )
+        compute_gradient_of_variables(self, out_grad)
+
+    # -- printing -------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        body = numpy.array2string(self.numpy(), separator=", ", prefix="needle.Tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return (f"needle.Tensor({body}, shape={self.shape}, dtype={self.dtype}, "
+                f"device={self.device}{extra})")
+
+    def __str__(self) -> str:
+        return self.numpy().__str__()
+
+    # -- operators ------------------------------------------------------------------------------
+
+    def _as_operand(self, other: Any) -> Any:
+        """Tensors pass through, numbers stay scalars, arrays become constant tensors."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, bool, numpy.generic)):
+            return other
+        arr = numpy.asarray(other)
+        if arr.ndim == 0:
+            return arr.item()
+        return Tensor(arr, device=self.device, dtype=self.dtype, requires_grad=False)
+
+    def __add__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseAdd()(self, other)
+        return needle_ops.AddScalar(other)(self)
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseMul()(self, other)
+        return needle_ops.MulScalar(other)(self)
+
+    __rmul__ = __mul__
+
+    def __pow__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWisePow()(self, other)
+        return needle_ops.PowerScalar(other)(self)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        base = Tensor(numpy.asarray(other), device=self.device, dtype=self.dtype,
+                      requires_grad=False)
+        return needle_ops.EWisePow()(base, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseAdd()(self, needle_ops.Negate()(other))
+        return needle_ops.AddScalar(-other)(self)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseAdd()(other, needle_ops.Negate()(self))
+        return needle_ops.AddScalar(other)(needle_ops.Negate()(self))
+
+    def __truediv__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseDiv()(self, other)
+        return needle_ops.DivScalar(other)(self)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return needle_ops.EWiseDiv()(other, self)
+        return needle_ops.MulScalar(other)(needle_ops.PowerScalar(-1)(self))
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return needle_ops.MatMul()(self, self._as_operand(other))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return needle_ops.MatMul()(self._as_operand(other), self)
+
+    def matmul(self, other: Tensor) -> Tensor:
+        return needle_ops.MatMul()(self, other)
+
+    def __neg__(self) -> Tensor:
+        return needle_ops.Negate()(self)
+
+    def __abs__(self) -> Tensor:
+        return needle_ops.abs(self)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return needle_ops.greater(self, self._as_operand(other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return needle_ops.greater_equal(self, self._as_operand(other))
+
+    def __lt__(self, other: Any) -> Tensor:
+        return needle_ops.less(self, self._as_operand(other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return needle_ops.less_equal(self, self._as_operand(other))
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return needle_ops.get_item(self, index)
+
+    # Tensors are dict keys and compare by identity: __eq__/__hash__ stay the defaults.
+    __hash__ = Value.__hash__
+
+    # -- methods --------------------------------------------------------------------------------
+
+    def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        return needle_ops.summation(self, axes, keepdims=keepdims)
+
+    def mean(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        return needle_ops.mean(self, axes, keepdims=keepdims)
+
+    def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        return needle_ops.max(self, axes, keepdims=keepdims)
+
+    def broadcast_to(self, shape: tuple) -> Tensor:
+        return needle_ops.BroadcastTo(shape)(self)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return needle_ops.Reshape(shape)(self)
+
+    def transpose(self, axes: tuple | None = None) -> Tensor:
+        return needle_ops.Transpose(axes)(self)
+
+    def permute(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return needle_ops.permute(self, axes)
+
+    def exp(self) -> Tensor:
+        return needle_ops.exp(self)
+
+    def log(self) -> Tensor:
+        return needle_ops.log(self)
+
+    def relu(self) -> Tensor:
+        return needle_ops.relu(self)
+
+    def tanh(self) -> Tensor:
+        return needle_ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return needle_ops.sigmoid(self)
+
+    def sqrt(self) -> Tensor:
+        return needle_ops.sqrt(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Graph traversal and the reverse pass
+
+
+def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
+    """Topological order of the graph behind ``node_list`` (inputs before users).
+
+    The order is that of a post-order depth-first search that visits inputs left to
+    right, done with an explicit stack so that deep graphs do not recurse.
+    """
+    visited: set = set()
+    topo_order: list = []
+    for node in node_list:
+        topo_sort_dfs(node, visited, topo_order)
+    return topo_order
+
+
+def topo_sort_dfs(node: Value, visited: set, topo_order: list) -> None:
+    """Post-order DFS from ``node``, appending unvisited nodes to ``topo_order``."""
+    if node in visited:
+        return
+    visited.add(node)
+    stack = [(node, iter(node.inputs))]
+    while stack:
+        current, children = stack[-1]
+        for child in children:
+            if child not in visited:
+                visited.add(child)
+                stack.append((child, iter(child.inputs)))
+                break
+        else:
+            stack.pop()
+            topo_order.append(current)
+
+
+def _unrealized_topo_order(root: Value) -> list[Value]:
+    """Topological order of the nodes behind ``root`` that still need computing."""
+    visited: set = {root}
+    order: list = []
+    stack = [(root, iter(root.inputs))]
+    while stack:
+        current, children = stack[-1]
+        for child in children:
+            if child not in visited and child.cached_data is None:
+                visited.add(child)
+                stack.append((child, iter(child.inputs)))
+                break
+        else:
+            stack.pop()
+            order.append(current)
+    return order
+
+
+def sum_node_list(node_list: list[Value]) -> Value:
+    """Sum the partial adjoints of a node, without a redundant zero node."""
+    total = node_list[0]
+    for node in node_list[1:]:
+        total = total + node
+    return total
+
+
+def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]) -> dict:
+    """Propagate ``out_grad`` from ``output`` to every node; return adjoints of wanted nodes.
+
+    Partial adjoints from all paths are summed once per node. Inputs that do not
+    require grad receive nothing, and an op may return None for such an input.
+    """
+    partials: dict = {output: [out_grad]}
+    result: dict = {}
+    for node in reversed(find_topo_sort([output])):
+        node_partials = partials.pop(node, None)
+        if node_partials is None:
+            continue
+        grad = sum_node_list(node_partials)
+        if wanted(node):
+            result[node] = grad
+        if node.op is None:
+            continue
+        for inp, g in zip(node.inputs, node.op.gradient_as_tuple(grad, node)):
+            if g is not None and inp.requires_grad:
+                partials.setdefault(inp, []).append(g)
+    return result
+
+
+def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
+    """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
+
+    ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
+    """
+    grads = reverse_pass(output_tensor, out_grad, lambda n: n.op is None and n.requires_grad)
+    for node, grad in grads.items():
+        node.grad = grad
+
+
+from . import ops as needle_ops  # noqa: E402  (ops need the classes above)

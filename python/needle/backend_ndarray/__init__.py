@@ -1,0 +1,43 @@
+"""NDArray backend: strided arrays over flat device buffers, and devices."""
+
+from .ndarray import (
+    BackendDevice,
+    NDArray,
+    all_devices,
+    array,
+    broadcast_to,
+    cpu,
+    cpu_numpy,
+    cuda,
+    default_device,
+    empty,
+    exp,
+    flip,
+    full,
+    log,
+    maximum,
+    reshape,
+    sum,
+    tanh,
+)
+
+__all__ = [
+    "BackendDevice",
+    "NDArray",
+    "all_devices",
+    "array",
+    "broadcast_to",
+    "cpu",
+    "cpu_numpy",
+    "cuda",
+    "default_device",
+    "empty",
+    "exp",
+    "flip",
+    "full",
+    "log",
+    "maximum",
+    "reshape",
+    "sum",
+    "tanh",
+]

@@ -1,0 +1,92 @@
+"""The numpy "device" used when ``NEEDLE_BACKEND=np``: arrays are plain ``numpy.ndarray``."""
+
+from typing import Any
+
+import numpy
+
+__device_name__ = "numpy"
+_datatype = numpy.float32
+_datetype_size = numpy.dtype(_datatype).itemsize
+
+
+class Device:
+    """Indicates the device supporting an NDArray."""
+
+
+class CPUDevice(Device):
+    """Represents data that sits in CPU memory, as numpy arrays."""
+
+    def __repr__(self) -> str:
+        return "needle.cpu()"
+
+    def __hash__(self) -> int:
+        return self.__repr__().__hash__()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CPUDevice)
+
+    def enabled(self) -> bool:
+        return True
+
+    def zeros(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
+        return numpy.zeros(shape, dtype=dtype)
+
+    def ones(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
+        return numpy.ones(shape, dtype=dtype)
+
+    def randn(self, *shape: int) -> numpy.ndarray:
+        # One draw from the global RNG for the whole shape: golden values depend on it.
+        return numpy.random.randn(*shape)
+
+    def rand(self, *shape: int) -> numpy.ndarray:
+        return numpy.random.rand(*shape)
+
+    def one_hot(self, n: int, i: Any, dtype: Any = "float32") -> numpy.ndarray:
+        return numpy.eye(n, dtype=dtype)[numpy.asarray(i, dtype=numpy.int64)]
+
+    def empty(self, shape: tuple, dtype: Any = "float32") -> numpy.ndarray:
+        return numpy.empty(shape, dtype=dtype)
+
+    def full(self, shape: tuple, fill_value: float, dtype: Any = "float32") -> numpy.ndarray:
+        return numpy.full(shape, fill_value, dtype=dtype)
+
+
+class _DisabledDevice(Device):
+    """A device that is not available on this machine (``cuda()`` without a GPU)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name + "()"
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DisabledDevice) and other.name == self.name
+
+    def enabled(self) -> bool:
+        return False
+
+
+def cpu() -> CPUDevice:
+    """Return cpu device."""
+    return CPUDevice()
+
+
+cpu_numpy = cpu
+
+
+def cuda() -> Device:
+    """No GPU array library backs the numpy backend: a disabled device."""
+    return _DisabledDevice("cuda")
+
+
+def default_device() -> CPUDevice:
+    return cpu()
+
+
+def all_devices() -> list:
+    """Return a list of all available devices."""
+    return [cpu()]

@@ -1,0 +1,31 @@
+"""needle's error hierarchy.
+
+Every user-facing failure raises one of these. Each also subclasses the matching
+built-in exception, so ``except ValueError`` keeps working for code written
+against numpy or PyTorch.
+"""
+
+
+class NeedleError(Exception):
+    """Base class of every error needle raises on purpose."""
+
+
+class ShapeError(NeedleError, ValueError):
+    """Operand shapes (or axes) that an op cannot accept."""
+
+
+class DTypeError(NeedleError, TypeError):
+    """A dtype an op or array cannot accept, or a value that is not numeric."""
+
+
+class DeviceError(NeedleError, ValueError):
+    """Operands that live on different devices, or an unavailable device."""
+
+
+class GraphError(NeedleError, RuntimeError):
+    """Misuse of the autodiff graph: backward without a seed, NaN/Inf under anomaly mode..."""
+
+
+def fmt_shapes(*shapes: tuple) -> str:
+    """Format shapes as ``(2, 3) and (4, 5)`` for error messages."""
+    return " and ".join(str(tuple(s)) for s in shapes)

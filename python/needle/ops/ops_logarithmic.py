@@ -1,0 +1,90 @@
+"""Numerically stable log-sum-exp, log-softmax and softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .._array import as_numpy, wrap
+from ..autograd import Tensor, TensorOp
+from ..errors import DTypeError
+from .ops_mathematic import BroadcastLike, _normalize_axes, exp, summation
+
+
+def _stable_max(x: numpy.ndarray, axes: tuple) -> numpy.ndarray:
+    """Max over ``axes`` (kept), with non-finite maxima replaced by 0 so x - max stays finite."""
+    m = x.max(axis=axes, keepdims=True) if x.size else numpy.zeros(
+        [1 if i in axes else d for i, d in enumerate(x.shape)], dtype=x.dtype)
+    return numpy.where(numpy.isfinite(m), m, 0).astype(x.dtype, copy=False)
+
+
+def _float(a: Any, op: str) -> numpy.ndarray:
+    v = as_numpy(a)
+    if v.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype}")
+    return v
+
+
+class LogSoftmax(TensorOp):
+    """``x - logsumexp(x)`` along ``axis`` (the last axis; axis 1 of a 2-D input)."""
+
+    def __init__(self, axis: int = -1):
+        self.axis = axis
+
+    def compute(self, Z: Any) -> Any:
+        z = _float(Z, "logsoftmax")
+        axes = _normalize_axes(self.axis, z.ndim, "logsoftmax", z.shape)
+        shifted = z - _stable_max(z, axes)
+        return wrap(shifted - numpy.log(numpy.exp(shifted).sum(axis=axes, keepdims=True)), Z)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        total = BroadcastLike(self.axis)(summation(out_grad, self.axis), out_grad)
+        return out_grad - exp(node) * total
+
+
+def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
+    return LogSoftmax(axis)(a)
+
+
+class LogSumExp(TensorOp):
+    """``log(sum(exp(x)))`` over ``axes`` (None: all), dropping them; stable for huge inputs."""
+
+    def __init__(self, axes: Any = None):
+        self.axes = axes
+
+    def compute(self, Z: Any) -> Any:
+        z = _float(Z, "logsumexp")
+        axes = _normalize_axes(self.axes, z.ndim, "logsumexp", z.shape)
+        m = _stable_max(z, axes)
+        out = numpy.log(numpy.exp(z - m).sum(axis=axes, keepdims=True)) + m
+        return wrap(out.reshape([d for i, d in enumerate(z.shape) if i not in axes]), Z)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        z = node.inputs[0]
+        return BroadcastLike(self.axes)(out_grad, z) * exp(z - BroadcastLike(self.axes)(node, z))
+
+
+def logsumexp(a: Tensor, axes: Any = None) -> Tensor:
+    return LogSumExp(axes=axes)(a)
+
+
+class Softmax(TensorOp):
+    """``exp(x) / sum(exp(x))`` along ``axis`` (default: the last)."""
+
+    def __init__(self, axis: int = -1):
+        self.axis = axis
+
+    def compute(self, Z: Any) -> Any:
+        z = _float(Z, "softmax")
+        axes = _normalize_axes(self.axis, z.ndim, "softmax", z.shape)
+        e = numpy.exp(z - _stable_max(z, axes))
+        return wrap(e / e.sum(axis=axes, keepdims=True), Z)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        dot = BroadcastLike(self.axis)(summation(out_grad * node, self.axis), node)
+        return node * (out_grad - dot)
+
+
+def softmax(a: Tensor, axis: int = -1) -> Tensor:
+    return Softmax(axis)(a)

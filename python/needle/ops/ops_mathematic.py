@@ -1,0 +1,915 @@
+"""Element-wise, scalar, shape, reduction and matmul ops.
+
+Every op is a small class with ``compute`` (numpy on backend arrays, through
+``needle._array``) and ``gradient`` (needle ops only, so gradients are themselves
+differentiable and work on graph-mode placeholders, whose shapes are unknown when
+the gradient graph is built). Where a gradient needs an input's shape it uses the
+shape-polymorphic ops ``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the
+shape of a reference input at compute time.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy
+
+from .._array import as_numpy, wrap
+from ..autograd import Tensor, TensorOp, Value
+from ..errors import DTypeError, ShapeError
+
+
+__all__ = [
+    "unbroadcast",
+    "SumLike",
+    "BroadcastLike",
+    "broadcast_like",
+    "ReshapeLike",
+    "ZerosLike",
+    "zeros_like",
+    "OnesLike",
+    "ones_like",
+    "EWiseAdd",
+    "add",
+    "AddScalar",
+    "add_scalar",
+    "EWiseMul",
+    "multiply",
+    "MulScalar",
+    "mul_scalar",
+    "EWisePow",
+    "power",
+    "PowerScalar",
+    "power_scalar",
+    "EWiseDiv",
+    "divide",
+    "DivScalar",
+    "divide_scalar",
+    "Negate",
+    "negate",
+    "Log",
+    "log",
+    "Exp",
+    "exp",
+    "Sqrt",
+    "sqrt",
+    "ReLU",
+    "relu",
+    "Tanh",
+    "tanh",
+    "Sigmoid",
+    "sigmoid",
+    "Abs",
+    "abs",
+    "Sign",
+    "sign",
+    "Maximum",
+    "maximum",
+    "Minimum",
+    "minimum",
+    "Greater",
+    "GreaterEqual",
+    "Less",
+    "LessEqual",
+    "Equal",
+    "NotEqual",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "equal",
+    "not_equal",
+    "Transpose",
+    "transpose",
+    "Permute",
+    "permute",
+    "Reshape",
+    "reshape",
+    "BroadcastTo",
+    "broadcast_to",
+    "GetItem",
+    "get_item",
+    "ScatterLike",
+    "Summation",
+    "summation",
+    "Mean",
+    "mean",
+    "Max",
+    "max",
+    "MatMul",
+    "matmul",
+]
+
+
+def _scalar(value: Any, op: str) -> Any:
+    """Normalise a scalar operand to a Python number, so float32 data stays float32."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value
+    arr = numpy.asarray(value)
+    if arr.size == 1 and arr.dtype.kind in "biuf":
+        return arr.item()
+    raise DTypeError(f"{op}: expected a real scalar, got {type(value).__name__} "
+                     f"of shape {arr.shape} and dtype {arr.dtype}")
+
+
+def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
+    """Axes as a sorted tuple of non-negative ints; None means all axes."""
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (int, numpy.integer)):
+        axes = (int(axes),)
+    out = []
+    for ax in axes:
+        if not isinstance(ax, (int, numpy.integer)) or not -ndim <= ax < builtins.max(ndim, 1):
+            raise ShapeError(
+                f"{op}: axis {ax} is out of range for a tensor of shape {tuple(shape)} "
+                f"(valid: {-ndim} to {ndim - 1})"
+            )
+        if ndim == 0:
+            raise ShapeError(f"{op}: axis {ax} is out of range for a 0-d tensor")
+        out.append(int(ax) % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{op}: repeated axis in {tuple(axes)} for shape {tuple(shape)}")
+    return tuple(sorted(out))
+
+
+def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
+    shapes = " and ".join(str(tuple(a.shape)) for a in arrays)
+    return ShapeError(f"{op}: shapes {shapes} cannot be broadcast together")
+
+
+def _realized_same(a: Value, b: Value) -> bool:
+    """True when both are computed and already have the same shape and dtype (eager fast path)."""
+    x, y = a.cached_data, b.cached_data
+    return (x is not None and y is not None and not isinstance(x, tuple)
+            and x.shape == y.shape and x.dtype == y.dtype)
+
+
+def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
+    """Sum ``grad`` down to ``like``'s shape: the one un-broadcast helper of needle.
+
+    Leading axes that broadcasting added and axes where ``like`` has size 1 are
+    summed. In eager mode a gradient that already fits is returned as it is.
+    """
+    if _realized_same(grad, like):
+        return grad
+    return SumLike(None)(grad, like)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape-polymorphic helpers used by gradients
+
+
+class SumLike(TensorOp):
+    """Sum ``x`` over ``axes`` (dropping them), or, with ``axes=None``, un-broadcast it to
+    ``ref``'s shape. ``mean=True`` divides by the number of summed elements.
+
+    Only ``ref``'s shape (and dtype) is used, so it gets no gradient.
+    """
+
+    def __init__(self, axes: Any = None, mean: bool = False):
+        self.axes = axes
+        self.mean = mean
+
+    def compute(self, x: Any, ref: Any) -> Any:
+        xv = as_numpy(x)
+        if self.axes is not None:
+            axes = _normalize_axes(self.axes, xv.ndim, "sum", xv.shape)
+        else:
+            lead = xv.ndim - len(ref.shape)
+            if lead < 0:
+                raise ShapeError(f"unbroadcast: {tuple(xv.shape)} has fewer dims than "
+                                 f"{tuple(ref.shape)}")
+            axes = tuple(range(lead)) + tuple(
+                i + lead for i, d in enumerate(ref.shape) if d == 1 and xv.shape[i + lead] != 1
+            )
+        out = xv.sum(axis=axes) if axes else xv
+        if self.mean and xv.size:
+            out = out * (out.size / xv.size)
+        out = numpy.asarray(out, dtype=ref.dtype).reshape(ref.shape)
+        return wrap(out, x)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        x = node.inputs[0]
+        return BroadcastLike(self.axes, self.mean)(out_grad, x), None
+
+
+class BroadcastLike(TensorOp):
+    """Broadcast ``g`` to ``ref``'s shape, first re-inserting reduced ``axes`` (if given).
+
+    The adjoint of :class:`SumLike`; ``mean=True`` divides by the broadcast factor.
+    """
+
+    def __init__(self, axes: Any = None, mean: bool = False):
+        self.axes = axes
+        self.mean = mean
+
+    def compute(self, g: Any, ref: Any) -> Any:
+        gv = as_numpy(g)
+        shape = tuple(ref.shape)
+        if self.axes is not None:
+            axes = _normalize_axes(self.axes, len(shape), "broadcast", shape)
+            kept = [1 if i in axes else d for i, d in enumerate(shape)]
+            gv = gv.reshape(kept)
+        out = numpy.broadcast_to(gv, shape)
+        if self.mean and out.size:
+            out = out * (gv.size / out.size)
+        return wrap(numpy.ascontiguousarray(out), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        g = node.inputs[0]
+        return SumLike(self.axes, self.mean)(out_grad, g), None
+
+
+def broadcast_like(g: Tensor, like: Tensor, axes: Any = None, mean: bool = False) -> Tensor:
+    """Broadcast ``g`` to the shape of ``like`` (re-inserting reduced ``axes``)."""
+    if axes is None and not mean and _realized_same(g, like):
+        return g
+    return BroadcastLike(axes, mean)(g, like)
+
+
+class ReshapeLike(TensorOp):
+    """Reshape ``x`` to ``ref``'s shape (used by Reshape's gradient)."""
+
+    def compute(self, x: Any, ref: Any) -> Any:
+        return wrap(as_numpy(x).reshape(ref.shape), x)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return ReshapeLike()(out_grad, node.inputs[0]), None
+
+
+class ZerosLike(TensorOp):
+    """Zeros with ``a``'s shape and dtype; no gradient flows through it."""
+
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.zeros(a.shape, dtype=a.dtype), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ZerosLike()(node.inputs[0])
+
+
+def zeros_like(a: Tensor) -> Tensor:
+    return ZerosLike()(a)
+
+
+class OnesLike(TensorOp):
+    """Ones with ``a``'s shape and dtype; no gradient flows through it."""
+
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.ones(a.shape, dtype=a.dtype), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ZerosLike()(node.inputs[0])
+
+
+def ones_like(a: Tensor) -> Tensor:
+    return OnesLike()(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# Element-wise arithmetic (numpy broadcasting, un-broadcast in the gradient)
+
+
+class EWiseAdd(TensorOp):
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(as_numpy(a) + as_numpy(b), a)
+        except ValueError:
+            raise _broadcast_error("add", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        return unbroadcast(out_grad, a), unbroadcast(out_grad, b)
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseAdd()(a, b)
+
+
+class AddScalar(TensorOp):
+    def __init__(self, scalar: Any):
+        self.scalar = _scalar(scalar, "add_scalar")
+
+    def compute(self, a: Any) -> Any:
+        return wrap(as_numpy(a) + self.scalar, a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad
+
+
+def add_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return AddScalar(scalar)(a)
+
+
+class EWiseMul(TensorOp):
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(as_numpy(a) * as_numpy(b), a)
+        except ValueError:
+            raise _broadcast_error("multiply", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        return unbroadcast(out_grad * b, a), unbroadcast(out_grad * a, b)
+
+
+def multiply(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseMul()(a, b)
+
+
+class MulScalar(TensorOp):
+    def __init__(self, scalar: Any):
+        self.scalar = _scalar(scalar, "mul_scalar")
+
+    def compute(self, a: Any) -> Any:
+        return wrap(as_numpy(a) * self.scalar, a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * self.scalar
+
+
+def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return MulScalar(scalar)(a)
+
+
+class EWisePow(TensorOp):
+    """Element-wise ``a ** b`` for two tensors (``b`` may hold integers)."""
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(numpy.power(as_numpy(a), as_numpy(b)), a)
+        except ValueError:
+            raise _broadcast_error("power", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        grad_a = out_grad * b * power(a, b - 1)
+        grad_b = out_grad * node * log(a)
+        return unbroadcast(grad_a, a), unbroadcast(grad_b, b)
+
+
+def power(a: Tensor, b: Tensor) -> Tensor:
+    return EWisePow()(a, b)
+
+
+class PowerScalar(TensorOp):
+    """Op raise a tensor to an (integer or real) power."""
+
+    def __init__(self, scalar: Any):
+        self.scalar = _scalar(scalar, "power_scalar")
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        if isinstance(self.scalar, int) and self.scalar < 0 and av.dtype.kind in "iu":
+            av = av.astype(numpy.float64)
+        return wrap(av ** self.scalar, a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        a = node.inputs[0]
+        if self.scalar == 0:
+            return out_grad * 0
+        if self.scalar == 1:
+            return out_grad
+        return out_grad * (power_scalar(a, self.scalar - 1) * self.scalar)
+
+
+def power_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return PowerScalar(scalar)(a)
+
+
+class EWiseDiv(TensorOp):
+    """Op to element-wise divide two nodes."""
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(as_numpy(a) / as_numpy(b), a)
+        except ValueError:
+            raise _broadcast_error("divide", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        grad_a = out_grad / b
+        grad_b = -(out_grad * a) / (b * b)
+        return unbroadcast(grad_a, a), unbroadcast(grad_b, b)
+
+
+def divide(a: Tensor, b: Tensor) -> Tensor:
+    return EWiseDiv()(a, b)
+
+
+class DivScalar(TensorOp):
+    def __init__(self, scalar: Any):
+        self.scalar = _scalar(scalar, "divide_scalar")
+
+    def compute(self, a: Any) -> Any:
+        return wrap(as_numpy(a) / self.scalar, a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad / self.scalar
+
+
+def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
+    return DivScalar(scalar)(a)
+
+
+class Negate(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(-as_numpy(a), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return -out_grad
+
+
+def negate(a: Tensor) -> Tensor:
+    return Negate()(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# Element-wise functions
+
+
+def _float_input(a: Any, op: str) -> numpy.ndarray:
+    v = as_numpy(a)
+    if v.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype}; "
+                         "convert it with Tensor(x, dtype='float32')")
+    return v
+
+
+class Log(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.log(_float_input(a, "log")), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad / node.inputs[0]
+
+
+def log(a: Tensor) -> Tensor:
+    return Log()(a)
+
+
+class Exp(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.exp(_float_input(a, "exp")), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * node
+
+
+def exp(a: Tensor) -> Tensor:
+    return Exp()(a)
+
+
+class Sqrt(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.sqrt(_float_input(a, "sqrt")), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad / (node * 2)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    return Sqrt()(a)
+
+
+class ReLU(TensorOp):
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * greater(node.inputs[0], 0)
+
+
+def relu(a: Tensor) -> Tensor:
+    return ReLU()(a)
+
+
+class Tanh(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.tanh(_float_input(a, "tanh")), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * (1 - node * node)
+
+
+def tanh(a: Tensor) -> Tensor:
+    return Tanh()(a)
+
+
+class Sigmoid(TensorOp):
+    def compute(self, a: Any) -> Any:
+        # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
+        av = _float_input(a, "sigmoid")
+        return wrap(0.5 * (1.0 + numpy.tanh(0.5 * av)), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * (node * (1 - node))
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    return Sigmoid()(a)
+
+
+class Abs(TensorOp):
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.abs(as_numpy(a)), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return out_grad * sign(node.inputs[0])
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001  (the name users expect)
+    return Abs()(a)
+
+
+class Sign(TensorOp):
+    """-1, 0 or 1 element-wise; its gradient is zero."""
+
+    def compute(self, a: Any) -> Any:
+        return wrap(numpy.sign(as_numpy(a)), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return zeros_like(node.inputs[0])
+
+
+def sign(a: Tensor) -> Tensor:
+    return Sign()(a)
+
+
+class Maximum(TensorOp):
+    """Element-wise maximum; at ties the gradient is split evenly (as in PyTorch)."""
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(numpy.maximum(as_numpy(a), as_numpy(b)), a)
+        except ValueError:
+            raise _broadcast_error("maximum", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        share_a = greater(a, b) + equal(a, b) * 0.5
+        return unbroadcast(out_grad * share_a, a), unbroadcast(out_grad * (1 - share_a), b)
+
+
+def maximum(a: Tensor, b: Tensor) -> Tensor:
+    return Maximum()(a, b)
+
+
+class Minimum(TensorOp):
+    """Element-wise minimum; at ties the gradient is split evenly (as in PyTorch)."""
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            return wrap(numpy.minimum(as_numpy(a), as_numpy(b)), a)
+        except ValueError:
+            raise _broadcast_error("minimum", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        share_a = less(a, b) + equal(a, b) * 0.5
+        return unbroadcast(out_grad * share_a, a), unbroadcast(out_grad * (1 - share_a), b)
+
+
+def minimum(a: Tensor, b: Tensor) -> Tensor:
+    return Minimum()(a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparisons: 0/1 results in a float dtype, zero gradient
+
+
+class _Compare(TensorOp):
+    """Compare ``a`` with a tensor ``b`` or with ``scalar``; 1.0 where true, else 0.0."""
+
+    fn: Any = None
+    symbol = "?"
+
+    def __init__(self, scalar: Any = None):
+        self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
+
+    def compute(self, a: Any, b: Any = None) -> Any:
+        av = as_numpy(a)
+        bv = self.scalar if b is None else as_numpy(b)
+        dtype = av.dtype if av.dtype.kind == "f" else numpy.dtype("float32")
+        try:
+            out = type(self).fn(av, bv)
+        except ValueError:
+            raise _broadcast_error(self.name.lower(), a, b) from None
+        return wrap(out.astype(dtype), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return tuple(zeros_like(x) for x in node.inputs)
+
+
+def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
+    if isinstance(b, Tensor):
+        return cls()(a, b)
+    return cls(b)(a)
+
+
+class Greater(_Compare):
+    fn = numpy.greater
+
+
+class GreaterEqual(_Compare):
+    fn = numpy.greater_equal
+
+
+class Less(_Compare):
+    fn = numpy.less
+
+
+class LessEqual(_Compare):
+    fn = numpy.less_equal
+
+
+class Equal(_Compare):
+    fn = numpy.equal
+
+
+class NotEqual(_Compare):
+    fn = numpy.not_equal
+
+
+def greater(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a > b`` else 0.0 (``b`` a tensor or a scalar); no gradient."""
+    return _compare(Greater, a, b)
+
+
+def greater_equal(a: Tensor, b: Any) -> Tensor:
+    return _compare(GreaterEqual, a, b)
+
+
+def less(a: Tensor, b: Any) -> Tensor:
+    return _compare(Less, a, b)
+
+
+def less_equal(a: Tensor, b: Any) -> Tensor:
+    return _compare(LessEqual, a, b)
+
+
+def equal(a: Tensor, b: Any) -> Tensor:
+    return _compare(Equal, a, b)
+
+
+def not_equal(a: Tensor, b: Any) -> Tensor:
+    return _compare(NotEqual, a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shape ops
+
+
+class Transpose(TensorOp):
+    """Swap two axes (the last two when ``axes`` is None), like ``numpy.swapaxes``."""
+
+    def __init__(self, axes: tuple | None = None):
+        self.axes = None if axes is None else tuple(axes)
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        if self.axes is None:
+            if av.ndim < 2:
+                raise ShapeError(f"transpose: needs at least 2 dims, got shape {av.shape}")
+            i, j = av.ndim - 2, av.ndim - 1
+        else:
+            if len(self.axes) != 2 or builtins.any(
+                not -av.ndim <= ax < av.ndim for ax in self.axes
+            ):
+                raise ShapeError(f"transpose: axes {self.axes} must be two axes of shape "
+                                 f"{tuple(av.shape)}")
+            i, j = self.axes[0] % av.ndim, self.axes[1] % av.ndim
+        return wrap(numpy.swapaxes(av, i, j), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return Transpose(self.axes)(out_grad)
+
+
+def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
+    return Transpose(axes)(a)
+
+
+class Permute(TensorOp):
+    """Reorder all axes: output axis i is input axis ``axes[i]``."""
+
+    def __init__(self, axes: tuple):
+        self.axes = tuple(int(x) for x in axes)
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        if sorted(x % builtins.max(av.ndim, 1) for x in self.axes) != list(range(av.ndim)) or (
+            builtins.any(not -av.ndim <= x < av.ndim for x in self.axes)
+        ):
+            raise ShapeError(f"permute: axes {self.axes} are not a permutation of the "
+                             f"{av.ndim} axes of shape {av.shape}")
+        return wrap(numpy.transpose(av, self.axes), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        n = len(self.axes)
+        inverse = tuple(int(i) for i in numpy.argsort([x % n for x in self.axes]))
+        return Permute(inverse)(out_grad)
+
+
+def permute(a: Tensor, axes: tuple) -> Tensor:
+    return Permute(axes)(a)
+
+
+class Reshape(TensorOp):
+    def __init__(self, shape: tuple):
+        self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        try:
+            return wrap(av.reshape(self.shape), a)
+        except (ValueError, TypeError):
+            raise ShapeError(f"reshape: cannot reshape {av.size} elements of shape "
+                             f"{tuple(av.shape)} to {self.shape}") from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ReshapeLike()(out_grad, node.inputs[0])
+
+
+def reshape(a: Tensor, shape: tuple) -> Tensor:
+    return Reshape(shape)(a)
+
+
+class BroadcastTo(TensorOp):
+    def __init__(self, shape: tuple):
+        self.shape = tuple(shape)
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        try:
+            out = numpy.broadcast_to(av, self.shape)
+        except ValueError:
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(av.shape)} to "
+                             f"{self.shape}") from None
+        return wrap(numpy.ascontiguousarray(out), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return unbroadcast(out_grad, node.inputs[0])
+
+
+def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
+    return BroadcastTo(shape)(a)
+
+
+class GetItem(TensorOp):
+    """Basic and integer-array indexing (numpy rules); the gradient scatters back."""
+
+    def __init__(self, index: Any):
+        self.index = index
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        try:
+            return wrap(numpy.ascontiguousarray(av[self.index]), a)
+        except IndexError as e:
+            raise IndexError(f"getitem: index {self.index!r} is invalid for shape "
+                             f"{tuple(av.shape)}: {e}") from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ScatterLike(self.index)(out_grad, node.inputs[0])
+
+
+def _normalize_index(index: Any) -> Any:
+    if isinstance(index, Tensor):
+        return index.numpy().astype(numpy.int64)
+    if isinstance(index, list):
+        return numpy.asarray(index)
+    if isinstance(index, tuple):
+        return tuple(_normalize_index(i) for i in index)
+    return index
+
+
+def get_item(a: Tensor, index: Any) -> Tensor:
+    """``a[index]`` as a differentiable op (ints, slices, None, ..., integer arrays)."""
+    return GetItem(_normalize_index(index))(a)
+
+
+class ScatterLike(TensorOp):
+    """Zeros of ``ref``'s shape with ``g`` added at ``index``: the adjoint of GetItem."""
+
+    def __init__(self, index: Any):
+        self.index = index
+
+    def compute(self, g: Any, ref: Any) -> Any:
+        out = numpy.zeros(ref.shape, dtype=g.dtype)
+        numpy.add.at(out, self.index, as_numpy(g))
+        return wrap(out, g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return GetItem(self.index)(out_grad), None
+
+
+# ----------------------------------------------------------------------------------------------
+# Reductions
+
+
+class Summation(TensorOp):
+    """Sum over ``axes`` (None: all; int or tuple), dropping them unless ``keepdims``."""
+
+    def __init__(self, axes: Any = None, keepdims: bool = False):
+        self.axes = axes
+        self.keepdims = keepdims
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        axes = _normalize_axes(self.axes, av.ndim, "summation", av.shape)
+        return wrap(av.sum(axis=axes, keepdims=self.keepdims), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        # keepdims results and full reductions (0-d) broadcast back with no axes to re-insert.
+        axes = None if self.keepdims else self.axes
+        return broadcast_like(out_grad, node.inputs[0], axes)
+
+
+def summation(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+    return Summation(axes, keepdims)(a)
+
+
+class Mean(TensorOp):
+    """Mean over ``axes`` (None: all), dropping them unless ``keepdims``."""
+
+    def __init__(self, axes: Any = None, keepdims: bool = False):
+        self.axes = axes
+        self.keepdims = keepdims
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
+        if av.dtype.kind != "f":
+            av = av.astype(numpy.float32)
+        return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        axes = None if self.keepdims else self.axes
+        return BroadcastLike(axes, mean=True)(out_grad, node.inputs[0])
+
+
+def mean(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+    return Mean(axes, keepdims)(a)
+
+
+class Max(TensorOp):
+    """Maximum over ``axes``; the gradient goes to the arg-max (split evenly among ties)."""
+
+    def __init__(self, axes: Any = None, keepdims: bool = False):
+        self.axes = axes
+        self.keepdims = keepdims
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        axes = _normalize_axes(self.axes, av.ndim, "max", av.shape)
+        if av.size == 0:
+            raise ShapeError(f"max: cannot reduce an empty tensor of shape {av.shape}")
+        return wrap(av.max(axis=axes, keepdims=self.keepdims), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        x = node.inputs[0]
+        axes = None if self.keepdims else self.axes
+        mask = equal(x, BroadcastLike(axes)(node, x))
+        ties = BroadcastLike(axes)(Summation(self.axes, self.keepdims)(mask), x)
+        return BroadcastLike(axes)(out_grad, x) * mask / ties
+
+
+def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    return Max(axes, keepdims)(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# Matrix product
+
+
+class MatMul(TensorOp):
+    """Matrix product with batch broadcasting (numpy ``matmul`` rules, 2-D or more)."""
+
+    def compute(self, a: Any, b: Any) -> Any:
+        av, bv = as_numpy(a), as_numpy(b)
+        if av.ndim < 2 or bv.ndim < 2:
+            raise ShapeError(f"matmul: operands need at least 2 dims, got shapes "
+                             f"{tuple(av.shape)} and {tuple(bv.shape)}")
+        if av.shape[-1] != bv.shape[-2]:
+            raise ShapeError(f"matmul: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
+                             f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
+        try:
+            return wrap(av @ bv, a)
+        except ValueError:
+            raise ShapeError(f"matmul: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
+                             "cannot be broadcast together") from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        # Skip the product for an input that takes no gradient (e.g. the data batch).
+        grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
+        grad_b = unbroadcast(transpose(a) @ out_grad, b) if b.requires_grad else None
+        return grad_a, grad_b
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    return MatMul()(a, b)

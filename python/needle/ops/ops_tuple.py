@@ -1,0 +1,118 @@
+"""Tuple-valued ops: make_tuple, tuple_get_item, stack, split, fused_add_scalars."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .._array import as_numpy, wrap
+from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
+from ..errors import ShapeError
+from .ops_mathematic import zeros_like
+
+
+class MakeTensorTuple(TensorTupleOp):
+    def compute(self, *args: Any) -> tuple:
+        return tuple(args)
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> tuple:
+        return tuple(out_grad[i] for i in range(len(out_grad)))
+
+
+def make_tuple(*args: Tensor) -> TensorTuple:
+    return MakeTensorTuple()(*args)
+
+
+class TupleGetItem(TensorOp):
+    def __init__(self, index: int):
+        self.index = index
+
+    def __call__(self, a: TensorTuple, fold_const: bool = True) -> Value:
+        assert isinstance(a, TensorTuple)
+        # Constant-fold getitem on make_tuple.
+        if fold_const and isinstance(a.op, MakeTensorTuple):
+            return a.inputs[self.index]
+        return Tensor.make_from_op(self, (a,))
+
+    def compute(self, a: tuple) -> Any:
+        try:
+            return a[self.index]
+        except IndexError:
+            raise IndexError(f"tuple_get_item: index {self.index} out of range for a tuple "
+                             f"of {len(a)} tensors") from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
+        index = self.index
+        tup = node.inputs[0]
+        return make_tuple(*[out_grad if i == index else zeros_like(tup[i])
+                            for i in range(len(tup))])
+
+
+def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
+    return TupleGetItem(index)(value)
+
+
+class FusedAddScalars(TensorTupleOp):
+    def __init__(self, c0: float, c1: float):
+        self.c0 = c0
+        self.c1 = c1
+
+    def compute(self, a: Any) -> tuple:
+        av = as_numpy(a)
+        return wrap(av + self.c0, a), wrap(av + self.c1, a)
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
+        return out_grad[0] + out_grad[1]
+
+
+def fused_add_scalars(x: Tensor, c0: float, c1: float) -> TensorTuple:
+    return FusedAddScalars(c0, c1)(x)
+
+
+class Stack(TensorOp):
+    """Stack equally shaped tensors along a new axis ``axis``."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, args: tuple) -> Any:
+        if len(args) == 0:
+            raise ShapeError("stack: needs at least one tensor")
+        shapes = [tuple(a.shape) for a in args]
+        if any(s != shapes[0] for s in shapes):
+            raise ShapeError(f"stack: all tensors must have the same shape, got {shapes}")
+        ndim = len(shapes[0]) + 1
+        if not -ndim <= self.axis < ndim:
+            raise ShapeError(f"stack: axis {self.axis} is out of range for stacking tensors "
+                             f"of shape {shapes[0]} (valid: {-ndim} to {ndim - 1})")
+        return wrap(numpy.stack([as_numpy(a) for a in args], axis=self.axis), args[0])
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
+        return split(out_grad, self.axis)
+
+
+def stack(args: list | tuple, axis: int) -> Tensor:
+    return Stack(axis)(make_tuple(*args))
+
+
+class Split(TensorTupleOp):
+    """Split a tensor along ``axis`` into a tuple of tensors with that axis removed."""
+
+    def __init__(self, axis: int):
+        self.axis = axis
+
+    def compute(self, A: Any) -> tuple:
+        av = as_numpy(A)
+        if not -av.ndim <= self.axis < av.ndim:
+            raise ShapeError(f"split: axis {self.axis} does not exist in shape "
+                             f"{tuple(av.shape)} (valid: {-av.ndim} to {av.ndim - 1})")
+        moved = numpy.moveaxis(av, self.axis, 0)
+        return tuple(wrap(numpy.ascontiguousarray(part), A) for part in moved)
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
+        return stack([out_grad[i] for i in range(len(out_grad))], self.axis)
+
+
+def split(a: Tensor, axis: int) -> TensorTuple:
+    return Split(axis)(a)

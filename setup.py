@@ -1,0 +1,20 @@
+"""Install needle: ``pip install -e .`` (extras: test, apps, bench, oracle)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="needle",
+    version="0.1.0",
+    description="An eager, tape-based autodiff tensor library over numpy (Needle-compatible).",
+    package_dir={"": "python"},
+    packages=find_packages("python"),
+    python_requires=">=3.11",
+    install_requires=["numpy>=1.24"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "apps": ["tqdm", "matplotlib", "scikit-learn"],
+        "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil"],
+        "oracle": ["torch==2.13.0"],
+        "dev": ["ruff"],
+    },
+)

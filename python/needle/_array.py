@@ -13,6 +13,13 @@ import numpy as np
 from .backend_selection import BACKEND, NDArray, array_api, default_device
 
 FLOAT_KINDS = "f"
+
+
+def contiguous(x: Any) -> np.ndarray:
+    """A C-contiguous array with the same values (0-d stays 0-d, unlike
+    ``numpy.ascontiguousarray``); no copy when it already is."""
+    x = np.asarray(x)
+    return x if x.flags.c_contiguous else x.copy()
 NUMERIC_KINDS = "biuf"
 
 if BACKEND == "nd":

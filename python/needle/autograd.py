@@ -8,6 +8,7 @@ Nothing here recurses over the graph, so chains of 100,000 ops work.
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,7 +28,7 @@ __all__ = [
     "LAZY_MODE", "TENSOR_COUNTER", "NDArray", "array_api", "Op", "TensorOp", "TensorTupleOp",
     "Value", "Tensor", "TensorTuple", "find_topo_sort", "topo_sort_dfs",
     "compute_gradient_of_variables", "sum_node_list", "no_grad", "enable_grad",
-    "set_grad_enabled", "is_grad_enabled", "cpu", "Device",
+    "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "cpu", "Device",
 ]
 
 
@@ -94,6 +95,125 @@ class enable_grad(set_grad_enabled):
 
 
 # ----------------------------------------------------------------------------------------------
+# Anomaly detection
+
+# Number of threads inside detect_anomaly(): a plain global so the hot path pays one
+# lookup when it is off; the per-thread flag decides when it is on.
+_ANOMALY_DEPTH = 0
+_ANOMALY = threading.local()
+_PACKAGE_DIR = __file__.rsplit("/", 1)[0]
+
+
+class detect_anomaly:
+    """Check every forward result and gradient for NaN/Inf (context manager or decorator).
+
+    Inside the block, nodes remember the line of user code that created them, and the
+    first op whose result or gradient holds NaN or Inf raises :class:`GraphError`
+    naming the op, that creation site and the shapes. Off by default; free when off.
+    """
+
+    def __enter__(self) -> detect_anomaly:
+        global _ANOMALY_DEPTH
+        self._previous = getattr(_ANOMALY, "on", False)
+        if not self._previous:
+            _ANOMALY_DEPTH += 1
+        _ANOMALY.on = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _ANOMALY_DEPTH
+        _ANOMALY.on = self._previous
+        if not self._previous:
+            _ANOMALY_DEPTH -= 1
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with detect_anomaly():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def _user_site() -> str:
+    """file:line (function) of the innermost caller outside the needle package."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+
+
+def _non_finite(data: Any) -> bool:
+    parts = data if isinstance(data, tuple) else (data,)
+    for part in parts:
+        arr = _array.as_numpy(part)
+        if arr.dtype.kind == "f" and not numpy.isfinite(arr).all():
+            return True
+    return False
+
+
+def _describe(values: Iterable[Value]) -> str:
+    return ", ".join(str(_shape_of(v.cached_data)) for v in values)
+
+
+def _shape_of(data: Any) -> Any:
+    if isinstance(data, tuple):
+        return tuple(_shape_of(d) for d in data)
+    return tuple(data.shape)
+
+
+def _anomaly_check_forward(op: Op, inputs: tuple, value: Value) -> None:
+    if not getattr(_ANOMALY, "on", False):
+        return
+    backward_of = getattr(_ANOMALY, "backward_of", None)
+    if backward_of is None:
+        value._creation_site = _user_site()
+    if not _non_finite(value.cached_data):
+        return
+    bad_inputs = [i for i, x in enumerate(inputs) if _non_finite(x.cached_data)]
+    how = (f"received NaN/Inf in input(s) {bad_inputs}" if bad_inputs
+           else "produced NaN/Inf from finite inputs")
+    shapes = (f"input shapes [{_describe(inputs)}], output shape "
+              f"{_shape_of(value.cached_data)}")
+    if backward_of is not None:
+        raise GraphError(
+            f"detect_anomaly: backward of {backward_of.op.name} (the node created at "
+            f"{_site_of(backward_of)}, input shapes [{_describe(backward_of.inputs)}]): its "
+            f"{op.name} step {how}; {shapes}"
+        )
+    raise GraphError(f"detect_anomaly: forward of {op.name} {how}; created at "
+                     f"{value._creation_site}; {shapes}")
+
+
+def _site_of(node: Value) -> str:
+    return node.__dict__.get("_creation_site", "<created outside detect_anomaly>")
+
+
+def _anomaly_gradient(node: Value, grad: Value) -> tuple:
+    """``node.op.gradient_as_tuple`` with every step and result checked for NaN/Inf."""
+    if not getattr(_ANOMALY, "on", False):
+        return node.op.gradient_as_tuple(grad, node)
+    previous = getattr(_ANOMALY, "backward_of", None)
+    _ANOMALY.backward_of = node
+    try:
+        grads = node.op.gradient_as_tuple(grad, node)
+    finally:
+        _ANOMALY.backward_of = previous
+    for i, g in enumerate(grads):
+        if g is not None and g.cached_data is not None and _non_finite(g.cached_data):
+            source = ("received a NaN/Inf gradient" if _non_finite(grad.cached_data)
+                      else "produced NaN/Inf")
+            raise GraphError(
+                f"detect_anomaly: backward of {node.op.name} {source} for input {i}; the node "
+                f"was created at {_site_of(node)}; input shapes [{_describe(node.inputs)}], "
+                f"gradient shape {_shape_of(g.cached_data)}"
+            )
+    return grads
+
+
+# ----------------------------------------------------------------------------------------------
 # Ops
 
 
@@ -146,6 +266,9 @@ class TensorTupleOp(Op):
 # Values
 
 
+_CHECK_DEVICES = BACKEND == "nd"  # the numpy backend has a single device
+
+
 def _check_devices(op: Op, arrays: list) -> None:
     first = arrays[0]
     if isinstance(first, tuple):
@@ -162,8 +285,8 @@ def _check_devices(op: Op, arrays: list) -> None:
 class Value:
     """A node in the computational graph: an op applied to inputs, or a leaf."""
 
-    __slots__ = ("op", "inputs", "num_outputs", "cached_data", "requires_grad", "__weakref__",
-                 "__dict__")
+    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "__weakref__", "__dict__")
+    num_outputs = 1
 
     op: Op | None
     inputs: tuple
@@ -204,7 +327,8 @@ class Value:
             requires_grad = any(x.requires_grad for x in inputs)
         self.op = op
         self.inputs = inputs
-        self.num_outputs = num_outputs
+        if num_outputs != 1:
+            self.num_outputs = num_outputs
         self.cached_data = cached_data
         self.requires_grad = requires_grad
 
@@ -221,20 +345,41 @@ class Value:
         A result that needs no gradient (nothing requires grad, or grad mode is off) is
         returned as a detached leaf, so no graph is kept alive behind it.
         """
-        value = cls.__new__(cls)
-        arrays = [x.cached_data for x in inputs]
-        requires_grad = _GRAD_MODE.enabled and any(x.requires_grad for x in inputs)
-        if LAZY_MODE or any(a is None for a in arrays):
-            # Lazy mode, or an input is a placeholder/lazy node: build the graph only.
-            value._init(op, inputs, requires_grad=requires_grad)
-            return value
-        if BACKEND == "nd" and len(arrays) > 1:
+        arrays = []
+        requires_grad = False
+        for x in inputs:
+            data = x.cached_data
+            if data is None or LAZY_MODE:
+                return cls._make_lazy(op, inputs)
+            arrays.append(data)
+            if x.requires_grad:
+                requires_grad = True
+        if _CHECK_DEVICES and len(arrays) > 1:
             _check_devices(op, arrays)
         data = op.compute(*arrays)
-        if requires_grad:
-            value._init(op, inputs, cached_data=data, requires_grad=True)
+        # This is the hot path of every op: set the fields directly instead of _init.
+        global TENSOR_COUNTER
+        TENSOR_COUNTER += 1
+        value = object.__new__(cls)
+        if requires_grad and _GRAD_MODE.enabled:
+            value.op = op
+            value.inputs = inputs
+            value.requires_grad = True
         else:
-            value._init(None, (), cached_data=data, requires_grad=False)
+            value.op = None
+            value.inputs = ()
+            value.requires_grad = False
+        value.cached_data = data
+        if _ANOMALY_DEPTH:
+            _anomaly_check_forward(op, inputs, value)
+        return value
+
+    @classmethod
+    def _make_lazy(cls, op: Op, inputs: tuple) -> Value:
+        """Build a node without computing it (lazy mode, or a placeholder among the inputs)."""
+        value = object.__new__(cls)
+        requires_grad = _GRAD_MODE.enabled and any(x.requires_grad for x in inputs)
+        value._init(op, inputs, requires_grad=requires_grad)
         return value
 
 
@@ -311,8 +456,9 @@ class Tensor(Value):
         Whether ``backward()`` computes a gradient for this tensor.
     """
 
-    __slots__ = ("grad",)
-    grad: Tensor | None
+    __slots__ = ()
+    # A class default, so op results need not set it; assigning stores it per tensor.
+    grad: Tensor | None = None
 
     # Make numpy defer to Tensor's reflected operators (``ndarray + Tensor``).
     __array_ufunc__ = None
@@ -341,7 +487,6 @@ class Tensor(Value):
                 device = array.device if isinstance(array, NDArray) and BACKEND == "nd" else None
             device = device if device else default_device()
             cached_data = Tensor._array_from_numpy(array, device=device, dtype=dtype)
-        self.grad = None
         self._init(None, (), cached_data=cached_data, requires_grad=requires_grad)
 
     @staticmethod
@@ -357,17 +502,10 @@ class Tensor(Value):
         return array_api.array(data, device=device, dtype=dtype)
 
     @staticmethod
-    def make_from_op(op: Op, inputs: tuple) -> Tensor:
-        tensor = Value.make_from_op.__func__(Tensor, op, inputs)
-        tensor.grad = None
-        return tensor
-
-    @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
         tensor = Tensor.__new__(Tensor)
         if isinstance(data, Tensor):
             data = data.realize_cached_data()
-        tensor.grad = None
         tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
         return tensor
 
@@ -479,6 +617,11 @@ class Tensor(Value):
             raise ShapeError(
                 f"backward: out_grad has shape {out_grad.shape} but the tensor has shape "
                 f"{self.shape}"
+            )
+        if numpy.dtype(out_grad.dtype) != numpy.dtype(self.dtype):
+            raise DTypeError(
+                f"backward: out_grad has dtype {out_grad.dtype} but the tensor has dtype "
+                f"{self.dtype}"
             )
         compute_gradient_of_variables(self, out_grad)
 
@@ -700,23 +843,51 @@ def sum_node_list(node_list: list[Value]) -> Value:
 def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]) -> dict:
     """Propagate ``out_grad`` from ``output`` to every node; return adjoints of wanted nodes.
 
-    Partial adjoints from all paths are summed once per node. Inputs that do not
-    require grad receive nothing, and an op may return None for such an input.
+    Partial adjoints from all paths are summed once per node. Only nodes that require
+    grad are visited, and an op may return None for an input that needs no gradient.
+    Nodes are processed in a reverse topological order found by counting, for each
+    node, the users that still have to send it their partial adjoint (Kahn's
+    algorithm): cheaper than a depth-first search and free of recursion.
     """
+    pending: dict = {}
+    stack = [output]
+    while stack:
+        node = stack.pop()
+        for inp in node.inputs:
+            if inp.requires_grad:
+                if inp in pending:
+                    pending[inp] += 1
+                else:
+                    pending[inp] = 1
+                    stack.append(inp)
     partials: dict = {output: [out_grad]}
     result: dict = {}
-    for node in reversed(find_topo_sort([output])):
+    ready = [output]
+    while ready:
+        node = ready.pop()
         node_partials = partials.pop(node, None)
-        if node_partials is None:
-            continue
-        grad = sum_node_list(node_partials)
-        if wanted(node):
-            result[node] = grad
-        if node.op is None:
-            continue
-        for inp, g in zip(node.inputs, node.op.gradient_as_tuple(grad, node)):
-            if g is not None and inp.requires_grad:
-                partials.setdefault(inp, []).append(g)
+        grads: tuple = ()
+        if node_partials is not None:
+            grad = sum_node_list(node_partials)
+            if wanted(node):
+                result[node] = grad
+            if node.op is not None:
+                if _ANOMALY_DEPTH:
+                    grads = _anomaly_gradient(node, grad)
+                else:
+                    grads = node.op.gradient_as_tuple(grad, node)
+        for i, inp in enumerate(node.inputs):
+            if not inp.requires_grad:
+                continue
+            g = grads[i] if grads else None
+            if g is not None:
+                if inp in partials:
+                    partials[inp].append(g)
+                else:
+                    partials[inp] = [g]
+            pending[inp] -= 1
+            if pending[inp] == 0:
+                ready.append(inp)
     return result
 
 

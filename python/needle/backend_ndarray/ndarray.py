@@ -273,8 +273,14 @@ class NDArray:
 
     # ------------------------------------------------------------------ fast path
     def __getattr__(self, name: str) -> Any:
-        # Only reached for slots not yet filled: ``_np`` and ``_strides`` are
-        # built lazily so that creating views and wrapping results stay cheap.
+        # Only reached for slots not yet filled: ``_np``, ``_strides`` and (for
+        # wrapped results) ``_handle`` are built lazily so that creating views and
+        # wrapping results stay cheap.
+        if name == "_handle":
+            handle = object.__new__(_NumpyArray)
+            handle.array = self._np.ravel()
+            self._handle = handle
+            return handle
         if name == "_np":
             arr = self._build_np()
             self._np = arr
@@ -309,13 +315,10 @@ class NDArray:
             arr = np.array(arr, dtype=_F32, order="C")
         elif not arr.flags.c_contiguous:
             arr = np.array(arr, order="C")
-        handle = object.__new__(_NumpyArray)
-        handle.array = arr.ravel()
         out = object.__new__(cls)
         out._shape = arr.shape
         out._offset = 0
         out._device = device
-        out._handle = handle
         out._np = arr
         return out
 
@@ -387,7 +390,7 @@ class NDArray:
     @property
     def dtype(self) -> np.dtype:
         """numpy dtype (float32 or float64); compares equal to its name."""
-        return self._handle.array.dtype
+        return self._np.dtype
 
     @property
     def ndim(self) -> int:

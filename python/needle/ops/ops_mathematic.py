@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
+from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, ShapeError
 
@@ -59,6 +59,8 @@ __all__ = [
     "Tanh",
     "tanh",
     "Sigmoid",
+    "SigmoidBackward",
+    "TanhBackward",
     "sigmoid",
     "Abs",
     "abs",
@@ -217,7 +219,7 @@ class BroadcastLike(TensorOp):
         out = numpy.broadcast_to(gv, shape)
         if self.mean and out.size:
             out = out * (gv.size / out.size)
-        return wrap(numpy.ascontiguousarray(out), g)
+        return wrap(contiguous(out), g)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g = node.inputs[0]
@@ -313,7 +315,9 @@ class EWiseMul(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        return unbroadcast(out_grad * b, a), unbroadcast(out_grad * a, b)
+        grad_a = unbroadcast(out_grad * b, a) if a.requires_grad else None
+        grad_b = unbroadcast(out_grad * a, b) if b.requires_grad else None
+        return grad_a, grad_b
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
@@ -346,9 +350,9 @@ class EWisePow(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        grad_a = out_grad * b * power(a, b - 1)
-        grad_b = out_grad * node * log(a)
-        return unbroadcast(grad_a, a), unbroadcast(grad_b, b)
+        grad_a = unbroadcast(out_grad * b * power(a, b - 1), a) if a.requires_grad else None
+        grad_b = unbroadcast(out_grad * node * log(a), b) if b.requires_grad else None
+        return grad_a, grad_b
 
 
 def power(a: Tensor, b: Tensor) -> Tensor:
@@ -391,9 +395,9 @@ class EWiseDiv(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        grad_a = out_grad / b
-        grad_b = -(out_grad * a) / (b * b)
-        return unbroadcast(grad_a, a), unbroadcast(grad_b, b)
+        grad_a = unbroadcast(out_grad / b, a) if a.requires_grad else None
+        grad_b = unbroadcast(-(out_grad * a) / (b * b), b) if b.requires_grad else None
+        return grad_a, grad_b
 
 
 def divide(a: Tensor, b: Tensor) -> Tensor:
@@ -493,11 +497,23 @@ class Tanh(TensorOp):
         return wrap(numpy.tanh(_float_input(a, "tanh")), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
-        return out_grad * (1 - node * node)
+        return TanhBackward()(out_grad, node)
 
 
 def tanh(a: Tensor) -> Tensor:
     return Tanh()(a)
+
+
+class TanhBackward(TensorOp):
+    """``g * (1 - y**2)`` for ``y = tanh(x)``: Tanh's gradient as one node."""
+
+    def compute(self, g: Any, y: Any) -> Any:
+        yv = as_numpy(y)
+        return wrap(as_numpy(g) * (1 - yv * yv), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        g, y = node.inputs
+        return TanhBackward()(out_grad, y), out_grad * g * y * -2
 
 
 class Sigmoid(TensorOp):
@@ -507,7 +523,19 @@ class Sigmoid(TensorOp):
         return wrap(0.5 * (1.0 + numpy.tanh(0.5 * av)), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
-        return out_grad * (node * (1 - node))
+        return SigmoidBackward()(out_grad, node)
+
+
+class SigmoidBackward(TensorOp):
+    """``g * y * (1 - y)`` for ``y = sigmoid(x)``: Sigmoid's gradient as one node."""
+
+    def compute(self, g: Any, y: Any) -> Any:
+        yv = as_numpy(y)
+        return wrap(as_numpy(g) * yv * (1 - yv), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        g, y = node.inputs
+        return SigmoidBackward()(out_grad, y), out_grad * g * (1 - y * 2)
 
 
 def sigmoid(a: Tensor) -> Tensor:
@@ -749,7 +777,7 @@ class BroadcastTo(TensorOp):
         except ValueError:
             raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(av.shape)} to "
                              f"{self.shape}") from None
-        return wrap(numpy.ascontiguousarray(out), a)
+        return wrap(contiguous(out), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return unbroadcast(out_grad, node.inputs[0])
@@ -768,7 +796,7 @@ class GetItem(TensorOp):
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
         try:
-            return wrap(numpy.ascontiguousarray(av[self.index]), a)
+            return wrap(contiguous(av[self.index]), a)
         except IndexError as e:
             raise IndexError(f"getitem: index {self.index!r} is invalid for shape "
                              f"{tuple(av.shape)}: {e}") from None

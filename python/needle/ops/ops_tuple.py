@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
+from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..errors import ShapeError
 from .ops_mathematic import zeros_like
@@ -43,8 +43,8 @@ class TupleGetItem(TensorOp):
                              f"of {len(a)} tensors") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
-        index = self.index
         tup = node.inputs[0]
+        index = self.index % len(tup)
         return make_tuple(*[out_grad if i == index else zeros_like(tup[i])
                             for i in range(len(tup))])
 
@@ -108,7 +108,7 @@ class Split(TensorTupleOp):
             raise ShapeError(f"split: axis {self.axis} does not exist in shape "
                              f"{tuple(av.shape)} (valid: {-av.ndim} to {av.ndim - 1})")
         moved = numpy.moveaxis(av, self.axis, 0)
-        return tuple(wrap(numpy.ascontiguousarray(part), A) for part in moved)
+        return tuple(wrap(contiguous(part), A) for part in moved)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
         return stack([out_grad[i] for i in range(len(out_grad))], self.axis)

@@ -300,8 +300,9 @@ def test_conv():
         dtype, x, wt, stride, padding = case
 
         def torch_conv(a, b):
-            out = torch.nn.functional.conv2d(a.permute(0, 3, 1, 2), b.permute(3, 2, 0, 1).contiguous(),
-                                             stride=stride, padding=padding)
+            weight = b.permute(3, 2, 0, 1).contiguous()
+            out = torch.nn.functional.conv2d(a.permute(0, 3, 1, 2), weight, stride=stride,
+                                             padding=padding)
             return out.permute(0, 2, 3, 1)
 
         compare("conv", lambda a, b: ndl.conv(a, b, stride=stride, padding=padding),

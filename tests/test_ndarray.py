@@ -633,11 +633,17 @@ def test_wrap_shares_contiguous_memory(dtype):
     np.testing.assert_array_equal((w + w).numpy(), arr + arr)
 
 
-def test_wrap_copies_other_layouts_and_dtypes():
+def test_wrap_keeps_transposed_and_copies_other_layouts_and_dtypes():
     arr = np.arange(6.0).reshape(2, 3)
-    wt = nd.NDArray._wrap(arr.T, nd.cpu())
-    assert not np.shares_memory(wt._np, arr) and wt._np.flags.c_contiguous
+    wt = nd.NDArray._wrap(arr.T, nd.cpu())  # F-contiguous: kept as a strided view
+    assert np.shares_memory(wt._np, arr) and wt.strides == (1, 3) and not wt.is_compact()
+    assert wt._handle.ptr() == arr.ctypes.data
     np.testing.assert_array_equal(wt.numpy(), arr.T)
+    np.testing.assert_array_equal(wt.compact().numpy(), arr.T)
+    strided = np.arange(24.0).reshape(2, 3, 4).transpose(1, 0, 2)  # neither C nor F
+    ws3 = nd.NDArray._wrap(strided, nd.cpu())
+    assert not np.shares_memory(ws3._np, strided) and ws3._np.flags.c_contiguous
+    np.testing.assert_array_equal(ws3.numpy(), strided)
     wi = nd.NDArray._wrap(np.arange(3), nd.cpu())
     assert wi.dtype == "float32"
     ws = nd.NDArray._wrap(np.float64(2.5), nd.cpu())

@@ -25,7 +25,9 @@ elif BACKEND == "np":
 
     NDArray = array_api.ndarray
 else:
-    raise RuntimeError(f"Unknown needle array backend {BACKEND!r}: set NEEDLE_BACKEND to 'nd' or 'np'")
+    raise RuntimeError(
+        f"Unknown needle array backend {BACKEND!r}: set NEEDLE_BACKEND to 'nd' or 'np'"
+    )
 
 __all__ = [
     "BACKEND", "Device", "NDArray", "all_devices", "array_api", "cpu", "cpu_numpy", "cuda",

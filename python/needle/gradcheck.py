@@ -8,6 +8,7 @@ float64 inputs: float32 finite differences are too coarse to check anything.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import numpy as np
 
 from .autograd import Tensor, reverse_pass

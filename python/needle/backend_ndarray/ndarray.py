@@ -278,7 +278,9 @@ class NDArray:
         # wrapping results stay cheap.
         if name == "_handle":
             handle = object.__new__(_NumpyArray)
-            handle.array = self._np.ravel()
+            arr = self._np
+            # Wrapped arrays are C- or F-contiguous; either way ravel in memory order is a view.
+            handle.array = arr.ravel() if arr.flags.c_contiguous else arr.T.ravel()
             self._handle = handle
             return handle
         if name == "_np":
@@ -304,7 +306,7 @@ class NDArray:
     def _wrap(cls, arr: np.ndarray, device: BackendDevice) -> NDArray:
         """Wrap a numpy array as an NDArray on ``device``, without copying.
 
-        A C-contiguous float32/float64 ``arr`` becomes the array's memory
+        A C- or F-contiguous float32/float64 ``arr`` becomes the array's memory
         (``result._np is arr``); other layouts are copied into a contiguous
         buffer, other dtypes cast to float32. Numpy scalars become 0-d arrays.
         """
@@ -314,6 +316,16 @@ class NDArray:
         if dt is not _F32 and dt is not _F64 and dt not in (_F32, _F64):
             arr = np.array(arr, dtype=_F32, order="C")
         elif not arr.flags.c_contiguous:
+            if arr.flags.f_contiguous and arr.size:
+                # A transposed result (e.g. a matmul operand's .T) is a dense block in
+                # reversed axis order: keep it as a strided view instead of copying.
+                out = object.__new__(cls)
+                out._shape = arr.shape
+                out._strides = tuple(st // arr.itemsize for st in arr.strides)
+                out._offset = 0
+                out._device = device
+                out._np = arr
+                return out
             arr = np.array(arr, order="C")
         out = object.__new__(cls)
         out._shape = arr.shape

@@ -19,7 +19,6 @@ from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, ShapeError
 
-
 __all__ = [
     "unbroadcast",
     "SumLike",
@@ -56,6 +55,7 @@ __all__ = [
     "sqrt",
     "ReLU",
     "relu",
+    "ReLUBackward",
     "Tanh",
     "tanh",
     "Sigmoid",
@@ -485,7 +485,19 @@ class ReLU(TensorOp):
         return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
-        return out_grad * greater(node.inputs[0], 0)
+        return ReLUBackward()(out_grad, node.inputs[0])
+
+
+class ReLUBackward(TensorOp):
+    """``g * (x > 0)``: ReLU's gradient as one node (an indicator, not ReLU of itself)."""
+
+    def compute(self, g: Any, x: Any) -> Any:
+        gv = as_numpy(g)
+        return wrap(gv * (as_numpy(x) > 0), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        g, x = node.inputs
+        return ReLUBackward()(out_grad, x), zeros_like(x)
 
 
 def relu(a: Tensor) -> Tensor:

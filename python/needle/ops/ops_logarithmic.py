@@ -61,8 +61,10 @@ class LogSumExp(TensorOp):
         return wrap(out.reshape([d for i, d in enumerate(z.shape) if i not in axes]), Z)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        # softmax(z) rather than exp(z - lse): lse rounds at large magnitudes (1e10 in
+        # float32), and the softmax op stays exact there.
         z = node.inputs[0]
-        return BroadcastLike(self.axes)(out_grad, z) * exp(z - BroadcastLike(self.axes)(node, z))
+        return BroadcastLike(self.axes)(out_grad, z) * Softmax(self.axes)(z)
 
 
 def logsumexp(a: Tensor, axes: Any = None) -> Tensor:
@@ -70,7 +72,7 @@ def logsumexp(a: Tensor, axes: Any = None) -> Tensor:
 
 
 class Softmax(TensorOp):
-    """``exp(x) / sum(exp(x))`` along ``axis`` (default: the last)."""
+    """``exp(x) / sum(exp(x))`` along ``axis`` (default: the last; a tuple or None also work)."""
 
     def __init__(self, axis: int = -1):
         self.axis = axis

@@ -27,11 +27,11 @@ COUNTS: Counter = Counter()
 @pytest.fixture(scope="module", autouse=True)
 def report_counts(request):
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    write = reporter.write_line if reporter else print
-    write("")
-    write("examples compared with PyTorch, per op: " + ", ".join(
-        f"{name} {n}" for name, n in sorted(COUNTS.items())) + f"; total {sum(COUNTS.values())}")
+    line = "examples compared with PyTorch, per op: " + ", ".join(
+        f"{name} {n}" for name, n in sorted(COUNTS.items())) + f"; total {sum(COUNTS.values())}"
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n" + line)
 
 
 DTYPES = st.sampled_from(["float32", "float64"])

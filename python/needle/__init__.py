@@ -23,7 +23,13 @@ from .backend_selection import (
     cuda,
     default_device,
 )
-from .errors import DeviceError, DTypeError, GraphError, NeedleError, ShapeError
+from .errors import DeviceError, DTypeError, GraphError, IndexOutOfRange, NeedleError, ShapeError
 from .ops import *  # noqa: F403
+
+# The training stack; init's ones/zeros(_like) (shape arguments) replace the op versions.
+from . import init, nn, optim, data  # noqa: E402,I001
+from .init import ones, ones_like, zeros, zeros_like  # noqa: E402
+from .serialization import load, save  # noqa: E402
+from . import graph, functional  # noqa: E402,I001  (graph mode, function transforms)
 
 from . import backend_ndarray  # noqa: E402,I001  (course tests: `from needle import backend_ndarray`)

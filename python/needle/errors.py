@@ -22,6 +22,10 @@ class DeviceError(NeedleError, ValueError):
     """Operands that live on different devices, or an unavailable device."""
 
 
+class IndexOutOfRange(NeedleError, IndexError):
+    """An index that does not exist in a tensor (or a tuple of tensors)."""
+
+
 class GraphError(NeedleError, RuntimeError):
     """Misuse of the autodiff graph: backward without a seed, NaN/Inf under anomaly mode..."""
 

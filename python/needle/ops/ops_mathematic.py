@@ -17,7 +17,7 @@ import numpy
 
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, IndexOutOfRange, ShapeError
 
 __all__ = [
     "unbroadcast",
@@ -810,7 +810,7 @@ class GetItem(TensorOp):
         try:
             return wrap(contiguous(av[self.index]), a)
         except IndexError as e:
-            raise IndexError(f"getitem: index {self.index!r} is invalid for shape "
+            raise IndexOutOfRange(f"getitem: index {self.index!r} is invalid for shape "
                              f"{tuple(av.shape)}: {e}") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:

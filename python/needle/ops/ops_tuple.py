@@ -8,7 +8,7 @@ import numpy
 
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
-from ..errors import ShapeError
+from ..errors import IndexOutOfRange, ShapeError
 from .ops_mathematic import zeros_like
 
 
@@ -39,7 +39,7 @@ class TupleGetItem(TensorOp):
         try:
             return a[self.index]
         except IndexError:
-            raise IndexError(f"tuple_get_item: index {self.index} out of range for a tuple "
+            raise IndexOutOfRange(f"tuple_get_item: index {self.index} out of range for a tuple "
                              f"of {len(a)} tensors") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:

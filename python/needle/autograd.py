@@ -220,6 +220,9 @@ def _anomaly_gradient(node: Value, grad: Value) -> tuple:
 class Op:
     """Operator definition: ``compute`` on arrays, ``gradient`` with needle ops."""
 
+    # Set by TupleGetItem: the engine then accumulates tuple adjoints element-wise.
+    tuple_index: int | None = None
+
     def __call__(self, *args: Any) -> Any:
         raise NotImplementedError()
 
@@ -840,6 +843,34 @@ def sum_node_list(node_list: list[Value]) -> Value:
     return total
 
 
+class _TupleSlot:
+    """A partial adjoint of a TensorTuple that only concerns element ``index``."""
+
+    __slots__ = ("index", "grad")
+
+    def __init__(self, index: int, grad: Value) -> None:
+        self.index = index
+        self.grad = grad
+
+
+def _sum_partials(node: Value, partials: list) -> Value:
+    """Sum a node's partial adjoints; for a tuple, combine element slots by index."""
+    if not any(isinstance(p, _TupleSlot) for p in partials):
+        return sum_node_list(partials)
+    n = len(node)
+    by_index: list[list] = [[] for _ in range(n)]
+    for p in partials:
+        if isinstance(p, _TupleSlot):
+            by_index[p.index % n].append(p.grad)
+        else:
+            for i in range(n):
+                by_index[i].append(p[i])
+    return needle_ops.make_tuple(*[
+        sum_node_list(parts) if parts else needle_ops.zeros_like(node[i])
+        for i, parts in enumerate(by_index)
+    ])
+
+
 def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]) -> dict:
     """Propagate ``out_grad`` from ``output`` to every node; return adjoints of wanted nodes.
 
@@ -868,10 +899,14 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]
         node_partials = partials.pop(node, None)
         grads: tuple = ()
         if node_partials is not None:
-            grad = sum_node_list(node_partials)
+            grad = _sum_partials(node, node_partials)
             if wanted(node):
                 result[node] = grad
-            if node.op is not None:
+            if node.op is not None and node.op.tuple_index is not None:
+                # An element of a tuple: pass the gradient on as (index, grad) and build
+                # the tuple's adjoint once, instead of one mostly-zero tuple per element.
+                grads = (_TupleSlot(node.op.tuple_index, grad),)
+            elif node.op is not None:
                 if _ANOMALY_DEPTH:
                     grads = _anomaly_gradient(node, grad)
                 else:

@@ -7,10 +7,10 @@ from typing import Any
 import numpy
 from numpy.lib.stride_tricks import as_strided
 
-from .._array import as_numpy, wrap
+from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
-from .ops_mathematic import _normalize_axes, get_item, permute, transpose
+from .ops_mathematic import _normalize_axes, get_item
 
 
 def _axes_tuple(axes: Any) -> tuple:
@@ -26,7 +26,7 @@ class Flip(TensorOp):
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
         axes = _normalize_axes(self.axes, av.ndim, "flip", av.shape)
-        return wrap(numpy.ascontiguousarray(numpy.flip(av, axes)), a)
+        return wrap(contiguous(numpy.flip(av, axes)), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return flip(out_grad, self.axes)
@@ -80,7 +80,7 @@ class UnDilate(TensorOp):
         step = self.dilation + 1
         index = tuple(slice(None, None, step) if i in axes else slice(None)
                       for i in range(av.ndim))
-        return wrap(numpy.ascontiguousarray(av[index]), a)
+        return wrap(contiguous(av[index]), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return DilateLike(self.axes, self.dilation)(out_grad, node.inputs[0])
@@ -141,10 +141,59 @@ def _conv_param(value: Any, name: str, minimum: int) -> int:
     return int(value)
 
 
+def _conv_shapes(op: str, x_shape: tuple, w_shape: tuple, s: int, p: int) -> tuple:
+    """Check NHWC input against a (kh, kw, Cin, Cout) kernel; return (Ho, Wo)."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ShapeError(f"{op}: expects NHWC input and (k, k, Cin, Cout) weight, got "
+                         f"shapes {tuple(x_shape)} and {tuple(w_shape)}")
+    if x_shape[3] != w_shape[2]:
+        raise ShapeError(f"{op}: input has {x_shape[3]} channels but the weight expects "
+                         f"{w_shape[2]} (shapes {tuple(x_shape)} and {tuple(w_shape)})")
+    h, wd = x_shape[1] + 2 * p, x_shape[2] + 2 * p
+    ho, wo = (h - w_shape[0]) // s + 1, (wd - w_shape[1]) // s + 1
+    if ho < 1 or wo < 1:
+        raise ShapeError(f"{op}: kernel {w_shape[0]}x{w_shape[1]} is larger than the padded "
+                         f"input {h}x{wd} (input shape {tuple(x_shape)}, padding {p})")
+    return ho, wo
+
+
+def _im2col(x: numpy.ndarray, kh: int, kw: int, s: int, p: int) -> numpy.ndarray:
+    """(N*Ho*Wo, kh*kw*C) matrix of every receptive field of the zero-padded input."""
+    n, h, wd, c = x.shape
+    if p:
+        padded = numpy.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=x.dtype)
+        padded[:, p:p + h, p:p + wd, :] = x
+        x = padded
+    else:
+        x = contiguous(x)
+    ho, wo = (x.shape[1] - kh) // s + 1, (x.shape[2] - kw) // s + 1
+    sn, sh, sw, sc = x.strides
+    windows = as_strided(x, (n, ho, wo, kh, kw, c), (sn, sh * s, sw * s, sh, sw, sc),
+                         writeable=False)
+    return windows.reshape(n * ho * wo, kh * kw * c)
+
+
+def _col2im(cols: numpy.ndarray, x_shape: tuple, kh: int, kw: int, s: int,
+            p: int) -> numpy.ndarray:
+    """Adjoint of ``_im2col``: add every receptive-field entry back onto its input pixel.
+
+    One strided add per kernel offset (kh*kw of them), never a loop over pixels.
+    """
+    n, h, wd, c = x_shape
+    ho, wo = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+    cols = cols.reshape(n, ho, wo, kh, kw, c)
+    out = numpy.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :] += cols[:, :, :, i, j, :]
+    return out[:, p:p + h, p:p + wd, :] if p else out
+
+
 class Conv(TensorOp):
     """2-D convolution (cross-correlation) of NHWC input with a (kh, kw, Cin, Cout) kernel.
 
-    Computed as one matrix product over an im2col view of the padded input.
+    Computed as one matrix product over an im2col view of the padded input; the
+    gradients are the dedicated ops ConvGradInput and ConvGradWeight (one matmul each).
     """
 
     def __init__(self, stride: int = 1, padding: int = 0):
@@ -153,65 +202,80 @@ class Conv(TensorOp):
 
     def compute(self, A: Any, B: Any) -> Any:
         x, w = as_numpy(A), as_numpy(B)
-        if x.ndim != 4 or w.ndim != 4:
-            raise ShapeError(f"conv: expects NHWC input and (k, k, Cin, Cout) weight, got "
-                             f"shapes {tuple(x.shape)} and {tuple(w.shape)}")
-        if x.shape[3] != w.shape[2]:
-            raise ShapeError(f"conv: input has {x.shape[3]} channels but the weight expects "
-                             f"{w.shape[2]} (shapes {tuple(x.shape)} and {tuple(w.shape)})")
-        p, s = self.padding, self.stride
-        if p:
-            x = numpy.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        n, h, wd, c = x.shape
+        s, p = self.stride, self.padding
+        ho, wo = _conv_shapes("conv", x.shape, w.shape, s, p)
         kh, kw, _, c_out = w.shape
-        ho, wo = (h - kh) // s + 1, (wd - kw) // s + 1
-        if ho < 1 or wo < 1:
-            raise ShapeError(f"conv: kernel {kh}x{kw} is larger than the padded input "
-                             f"{h}x{wd} (input shape {tuple(A.shape)}, padding {p})")
-        sn, sh, sw, sc = x.strides
-        windows = as_strided(x, (n, ho, wo, kh, kw, c), (sn, sh * s, sw * s, sh, sw, sc),
-                             writeable=False)
-        out = windows.reshape(n * ho * wo, kh * kw * c) @ w.reshape(kh * kw * c, c_out)
-        return wrap(out.reshape(n, ho, wo, c_out), A)
+        cols = _im2col(x, kh, kw, s, p)
+        out = cols @ w.reshape(-1, c_out)
+        return wrap(out.reshape(x.shape[0], ho, wo, c_out), A)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         X, W = node.inputs
         s, p = self.stride, self.padding
-        _, h, wd, _ = X.shape
-        kh, kw = W.shape[0], W.shape[1]
-        grad_x = grad_w = None
-        # The output grid, spread back onto the input grid's spacing.
-        spread = dilate(out_grad, (1, 2), s - 1) if s > 1 else out_grad
-        if X.requires_grad:
-            # Full correlation of the spread gradient with the flipped kernel.
-            w_flip = transpose(flip(W, (0, 1)), (2, 3))
-            qh, qw = kh - 1 - p, kw - 1 - p
-            g = _pad_or_crop(spread, (1, 2), (qh, qw))
-            grad_x = conv(g, w_flip, stride=1, padding=0)
-            grad_x = get_item(grad_x, (slice(None), slice(0, h), slice(0, wd), slice(None)))
-        if W.requires_grad:
-            ho, wo = out_grad.shape[1], out_grad.shape[2]
-            g = permute(spread, (1, 2, 0, 3))[: (ho - 1) * s + 1, : (wo - 1) * s + 1]
-            full = conv(permute(X, (3, 1, 2, 0)), g, stride=1, padding=p)
-            grad_w = permute(full[:, :kh, :kw, :], (1, 2, 0, 3))
+        # Skip the product for an input that takes no gradient (e.g. the image batch).
+        grad_x = ConvGradInput(s, p)(out_grad, W, X) if X.requires_grad else None
+        grad_w = ConvGradWeight(s, p)(X, out_grad, W) if W.requires_grad else None
         return grad_x, grad_w
-
-
-def _pad_or_crop(a: Tensor, axes: tuple, amounts: tuple) -> Tensor:
-    """Pad both ends of each axis by its amount (>= 0) or crop them (< 0)."""
-    pads = [(0, 0)] * 4
-    crops: list = [slice(None)] * 4
-    for axis, q in zip(axes, amounts):
-        if q > 0:
-            pads[axis] = (q, q)
-        elif q < 0:
-            crops[axis] = slice(-q, q)
-    if any(lo for lo, _ in pads):
-        a = pad(a, pads)
-    if any(c != slice(None) for c in crops):
-        a = get_item(a, tuple(crops))
-    return a
 
 
 def conv(a: Tensor, b: Tensor, stride: int = 1, padding: int = 1) -> Tensor:
     return Conv(stride, padding)(a, b)
+
+
+class ConvGradInput(TensorOp):
+    """Input gradient of ``conv``: ``(dY, W, X) -> dX``; X is only read for its shape.
+
+    Linear in dY and W, so its own gradients are a conv and a ConvGradWeight.
+    """
+
+    def __init__(self, stride: int = 1, padding: int = 0):
+        self.stride = _conv_param(stride, "stride", 1)
+        self.padding = _conv_param(padding, "padding", 0)
+
+    def compute(self, G: Any, B: Any, ref: Any) -> Any:
+        g, w = as_numpy(G), as_numpy(B)
+        s, p = self.stride, self.padding
+        ho, wo = _conv_shapes("conv_grad_input", tuple(ref.shape), w.shape, s, p)
+        kh, kw, _, c_out = w.shape
+        if tuple(g.shape) != (ref.shape[0], ho, wo, c_out):
+            raise ShapeError(f"conv_grad_input: output gradient has shape {tuple(g.shape)}, "
+                             f"expected {(ref.shape[0], ho, wo, c_out)}")
+        cols = g.reshape(-1, c_out) @ w.reshape(-1, c_out).T
+        return wrap(_col2im(cols, tuple(ref.shape), kh, kw, s, p), G)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        G, W, X = node.inputs
+        s, p = self.stride, self.padding
+        grad_g = conv(out_grad, W, s, p) if G.requires_grad else None
+        grad_w = ConvGradWeight(s, p)(out_grad, G, W) if W.requires_grad else None
+        return grad_g, grad_w, None
+
+
+class ConvGradWeight(TensorOp):
+    """Kernel gradient of ``conv``: ``(X, dY, W) -> dW``; W is only read for its shape.
+
+    Linear in X and dY, so its own gradients are a ConvGradInput and a conv.
+    """
+
+    def __init__(self, stride: int = 1, padding: int = 0):
+        self.stride = _conv_param(stride, "stride", 1)
+        self.padding = _conv_param(padding, "padding", 0)
+
+    def compute(self, A: Any, G: Any, ref: Any) -> Any:
+        x, g = as_numpy(A), as_numpy(G)
+        s, p = self.stride, self.padding
+        ho, wo = _conv_shapes("conv_grad_weight", x.shape, tuple(ref.shape), s, p)
+        kh, kw, c_in, c_out = ref.shape
+        if tuple(g.shape) != (x.shape[0], ho, wo, c_out):
+            raise ShapeError(f"conv_grad_weight: output gradient has shape {tuple(g.shape)}, "
+                             f"expected {(x.shape[0], ho, wo, c_out)}")
+        cols = _im2col(x, kh, kw, s, p)
+        out = cols.T @ g.reshape(-1, c_out)
+        return wrap(out.reshape(kh, kw, c_in, c_out), A)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        X, G, W = node.inputs
+        s, p = self.stride, self.padding
+        grad_x = ConvGradInput(s, p)(G, out_grad, X) if X.requires_grad else None
+        grad_g = conv(X, out_grad, s, p) if G.requires_grad else None
+        return grad_x, grad_g, None

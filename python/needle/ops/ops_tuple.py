@@ -27,6 +27,7 @@ def make_tuple(*args: Tensor) -> TensorTuple:
 class TupleGetItem(TensorOp):
     def __init__(self, index: int):
         self.index = index
+        self.tuple_index = index
 
     def __call__(self, a: TensorTuple, fold_const: bool = True) -> Value:
         assert isinstance(a, TensorTuple)

@@ -1,0 +1,121 @@
+"""Fused ops: a matrix product followed by a normalisation, as one graph node each.
+
+The forward computes ``a @ b`` and normalises it in place, so no intermediate array is
+kept alive by the graph (the unfused composition keeps one per node). The backward is
+written with needle ops, so it stays differentiable and works in graph mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .._array import as_numpy, wrap
+from ..autograd import Tensor, TensorOp
+from ..errors import ShapeError
+from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
+from .ops_logarithmic import _stable_max
+from .ops_mathematic import (
+    BroadcastLike,
+    _normalize_axes,
+    summation,
+    transpose,
+    unbroadcast,
+)
+from .ops_mathematic import matmul as _matmul
+
+__all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softmax"]
+
+
+def _product(a: Any, b: Any, op: str) -> numpy.ndarray:
+    """``a @ b`` as a fresh numpy array, with needle's matmul error messages."""
+    av, bv = as_numpy(a), as_numpy(b)
+    if av.ndim < 2 or bv.ndim < 2:
+        raise ShapeError(f"{op}: operands need at least 2 dims, got shapes {tuple(av.shape)} "
+                         f"and {tuple(bv.shape)}")
+    if av.shape[-1] != bv.shape[-2]:
+        raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
+                         f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
+    try:
+        out = numpy.matmul(av, bv)
+    except ValueError:
+        raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
+                         "cannot be broadcast together") from None
+    if out.dtype.kind != "f":
+        out = out.astype(numpy.float32)
+    return out
+
+
+def _matmul_grads(grad_h: Tensor, node: Tensor) -> tuple:
+    """Push the gradient of ``h = a @ b`` back to ``a`` and ``b``."""
+    a, b = node.inputs
+    grad_a = unbroadcast(grad_h @ transpose(b), a) if a.requires_grad else None
+    grad_b = unbroadcast(transpose(a) @ grad_h, b) if b.requires_grad else None
+    return grad_a, grad_b
+
+
+class MatMulLayerNorm(TensorOp):
+    """``layernorm(a @ b)`` over the trailing ``normalized_shape`` dims, no affine."""
+
+    def __init__(self, normalized_shape: Any, eps: float = 1e-5):
+        self.normalized_shape = _as_shape(normalized_shape)
+        self.eps = float(eps)
+
+    def compute(self, a: Any, b: Any) -> Any:
+        h = _product(a, b, "matmul_layernorm")
+        return wrap(layernorm_forward(h, self.normalized_shape, self.eps, "matmul_layernorm"), a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        # The pre-norm product is recomputed, not stored: it is the memory the fusion saves.
+        axes = trailing_axes(self.normalized_shape)
+        grad_h = layernorm_backward(out_grad, _matmul(a, b), node, axes, self.eps)
+        return _matmul_grads(grad_h, node)
+
+
+def matmul_layernorm(a: Tensor, b: Tensor, normalized_shape: Any, eps: float = 1e-5) -> Tensor:
+    """``layernorm(a @ b, normalized_shape, eps)`` as one op (biased variance, no affine).
+
+    Parameters
+    ----------
+    a, b : Tensor
+        Matmul operands (2-D or batched, numpy ``matmul`` rules).
+    normalized_shape : int or tuple of int
+        The trailing dims of ``a @ b`` to normalise over.
+    eps : float
+        Added to the variance.
+    """
+    return MatMulLayerNorm(normalized_shape, eps)(a, b)
+
+
+class MatMulSoftmax(TensorOp):
+    """``softmax(a @ b)`` along ``axis``."""
+
+    def __init__(self, axis: int = -1):
+        self.axis = int(axis)
+
+    def compute(self, a: Any, b: Any) -> Any:
+        h = _product(a, b, "matmul_softmax")
+        axes = _normalize_axes(self.axis, h.ndim, "matmul_softmax", h.shape)
+        h -= _stable_max(h, axes)
+        numpy.exp(h, out=h)
+        h /= h.sum(axis=axes, keepdims=True)
+        return wrap(h, a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        dot = BroadcastLike(self.axis)(summation(out_grad * node, self.axis), node)
+        return _matmul_grads(node * (out_grad - dot), node)
+
+
+def matmul_softmax(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
+    """``softmax(a @ b, dim)`` as one op.
+
+    Parameters
+    ----------
+    a, b : Tensor
+        Matmul operands (2-D or batched, numpy ``matmul`` rules).
+    dim : int
+        The axis of ``a @ b`` the softmax normalises over (negative allowed).
+    """
+    return MatMulSoftmax(dim)(a, b)

@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.11",
     install_requires=["numpy>=1.24"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn"],
         "apps": ["tqdm", "matplotlib", "scikit-learn"],
         "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil"],
         "oracle": ["torch==2.13.0"],

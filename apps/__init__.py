@@ -1,0 +1,1 @@
+"""Course-style applications built on needle (MNIST MLPs, the training demo)."""

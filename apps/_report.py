@@ -1,0 +1,85 @@
+"""What the training apps show and write: the per-epoch table, the plot, the checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import needle as ndl
+
+
+def progress(iterable: Iterable, total: int, desc: str, enabled: bool = True):
+    """A tqdm progress bar over ``iterable`` (plain iteration without tqdm or when disabled)."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
+
+
+class Table:
+    """Prints a markdown table one row at a time (and keeps the rows for the plot)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self.columns = list(columns)
+        self.rows: list[list] = []
+        print("| " + " | ".join(self.columns) + " |")
+        print("|" + "---|" * len(self.columns))
+
+    def add(self, *values: object) -> None:
+        self.rows.append(list(values))
+        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+    def column(self, name: str) -> list:
+        i = self.columns.index(name)
+        return [row[i] for row in self.rows]
+
+
+def plot(table: Table, panels: Sequence[tuple[str, Sequence[str]]], path: str,
+         title: str) -> str | None:
+    """One panel per (y label, columns) against the epoch; returns the path (None without
+    matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return None
+    epochs = table.column("epoch")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, (label, columns) in zip(list(getattr(axes, "flat", [axes])), panels):
+        for name in columns:
+            ax.plot(epochs, table.column(name), marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def checkpoint(model: ndl.nn.Module, path: str) -> str:
+    """Save ``model``'s state dict with ``ndl.save`` (reload: ``model.load_state_dict(
+    ndl.load(path))``)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    ndl.save(model, path)
+    return path
+
+
+def write_metrics(table: Table, path: str, **extra: object) -> str:
+    """The table's rows (one dict per epoch) and ``extra`` as JSON."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    history = [dict(zip(table.columns, row)) for row in table.rows]
+    with open(path, "w") as f:
+        json.dump({**extra, "history": history}, f, indent=2, default=str)
+    return path

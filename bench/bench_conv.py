@@ -1,0 +1,167 @@
+"""ResNet9 forward + backward on 32 CIFAR-sized images: needle vs PyTorch CPU.
+
+``python -m bench.bench_conv [--repeat N] [--batch B] [--threads T]`` builds the course's
+ResNet9 (``apps.models``) in needle and the same network in PyTorch with the weights copied
+across, checks that both give the same loss and gradients, then times one step (forward,
+softmax loss, backward) of each, alternating the two so that load on a shared machine hits
+both alike. It prints the median and best times and their ratio. PyTorch is optional
+(``pip install torch==2.13.0``); without it only needle is timed. Both use the same number of
+threads (numpy's BLAS through threadpoolctl when installed, PyTorch's intra-op pool).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import needle as ndl
+import needle.nn as nn
+from apps.models import ResNet9
+
+
+def _limit_threads(threads: int) -> str:
+    """Pin numpy's BLAS to ``threads``; describe how it was done."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return "numpy BLAS threads: library default (threadpoolctl not installed)"
+    threadpool_limits(threads)
+    return f"numpy BLAS threads: {threads}"
+
+
+def needle_step(model: ResNet9, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    dev = ndl.cpu()
+    X = ndl.Tensor(x, device=dev, requires_grad=False)
+    Y = ndl.Tensor(y, device=dev, requires_grad=False)
+    loss_fn = nn.SoftmaxLoss()
+
+    def step() -> float:
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        return float(loss.numpy())
+
+    return step
+
+
+def torch_resnet9(torch, model: ResNet9):
+    """The same network in PyTorch, with ``model``'s parameters copied in."""
+    tnn = torch.nn
+
+    def conv_bn(block) -> object:
+        c = block.conv
+        conv = tnn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, stride=c.stride,
+                          padding=c.padding)
+        conv.weight.data = torch.tensor(c.weight.numpy().transpose(3, 2, 0, 1).copy())
+        conv.bias.data = torch.tensor(c.bias.numpy())
+        return tnn.Sequential(conv, tnn.BatchNorm2d(c.out_channels), tnn.ReLU())
+
+    class Residual(tnn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return self.fn(x) + x
+
+    def linear(lin) -> object:
+        out = tnn.Linear(lin.in_features, lin.out_features)
+        out.weight.data = torch.tensor(lin.weight.numpy().T.copy())
+        out.bias.data = torch.tensor(lin.bias.numpy().reshape(-1))
+        return out
+
+    layers = []
+    for m in model.model.modules:
+        if isinstance(m, nn.Residual):
+            layers.append(Residual(tnn.Sequential(*[conv_bn(b) for b in m.fn.modules])))
+        elif isinstance(m, nn.Linear):
+            layers.append(linear(m))
+        elif isinstance(m, nn.Flatten):
+            layers.append(tnn.Flatten())
+        elif isinstance(m, nn.ReLU):
+            layers.append(tnn.ReLU())
+        else:
+            layers.append(conv_bn(m))
+    return tnn.Sequential(*layers)
+
+
+def torch_step(torch, net, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    X, Y = torch.tensor(x), torch.tensor(y, dtype=torch.long)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step() -> float:
+        net.zero_grad(set_to_none=True)
+        loss = loss_fn(net(X), Y)
+        loss.backward()
+        return float(loss.detach())
+
+    return step
+
+
+def _check(model: ResNet9, net, loss_needle: float, loss_torch: float) -> str:
+    first = model.model.modules[0].conv.weight.grad.numpy()
+    ref = net[0][0].weight.grad.numpy().transpose(2, 3, 1, 0)
+    err = float(np.abs(first - ref).max() / (np.abs(ref).max() + 1e-12))
+    if abs(loss_needle - loss_torch) > 1e-3 or err > 1e-2:
+        raise AssertionError(f"needle and PyTorch disagree: loss {loss_needle} vs {loss_torch}, "
+                             f"first-layer gradient relative error {err:.2e}")
+    return f"loss {loss_needle:.5f} (torch {loss_torch:.5f}), first conv grad rel. err {err:.1e}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20, help="timed steps per framework")
+    parser.add_argument("--batch", type=int, default=32, help="images per batch")
+    # One thread by default: on a shared machine two-thread BLAS timings swing tenfold.
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for numpy's BLAS and for PyTorch (default 1)")
+    args = parser.parse_args(argv)
+
+    threads_note = _limit_threads(args.threads)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (args.batch, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, args.batch)
+    np.random.seed(0)
+    model = ResNet9(device=ndl.cpu())
+    steps = {"needle": needle_step(model, x, y)}
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    check = "PyTorch not installed: needle only"
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        net = torch_resnet9(torch, model)
+        steps["torch"] = torch_step(torch, net, x, y)
+        check = _check(model, net, steps["needle"](), steps["torch"]())
+    for step in steps.values():  # warm up
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(args.repeat):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    print(f"ResNet9 forward + backward, batch {args.batch} x 3 x 32 x 32, float32, "
+          f"{args.repeat} steps each")
+    print(f"{threads_note}; torch threads: {args.threads if torch else '-'}")
+    print(check)
+    print("| framework | median ms | best ms |")
+    print("|---|---|---|")
+    result = {}
+    for name, ts in times.items():
+        result[name] = (statistics.median(ts) * 1e3, min(ts) * 1e3)
+        print(f"| {name} | {result[name][0]:.1f} | {result[name][1]:.1f} |")
+    if "torch" in result:
+        ratio = result["needle"][0] / result["torch"][0]
+        best_ratio = result["needle"][1] / result["torch"][1]
+        result["ratio"] = (ratio, best_ratio)
+        print(f"needle / torch: {ratio:.2f}x (median), {best_ratio:.2f}x (best)")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The workloads in needle, written the way a user would (nn.Linear, SoftmaxLoss, optim.SGD).
+
+The backend (``nd`` or ``np``) is fixed by ``NEEDLE_BACKEND`` when needle is imported, so the
+runner measures each backend in its own process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import needle as ndl
+
+from .workloads import Case, Unavailable
+
+
+def _const(array: np.ndarray, requires_grad: bool = False) -> ndl.Tensor:
+    return ndl.Tensor(array, dtype="float32", requires_grad=requires_grad)
+
+
+def chain(data: dict) -> Case:
+    """W1/W4: ``x + c_add``, ``x * c_mul``, ``tanh``, ``x * scalar`` in turn; loss = sum."""
+    x = _const(data["x"], requires_grad=True)
+    c_add, c_mul = _const(data["c_add"]), _const(data["c_mul"])
+    scalar, n_ops = data["scalar"], data["n_ops"]
+    last: dict = {}
+
+    def step() -> None:
+        y = x
+        for i in range(n_ops):
+            k = i % 4
+            if k == 0:
+                y = y + c_add
+            elif k == 1:
+                y = y * c_mul
+            elif k == 2:
+                y = ndl.tanh(y)
+            else:
+                y = y * scalar
+        loss = y.sum()
+        loss.backward()
+        last.update(y=y.detach(), loss=loss.detach())
+
+    def result() -> dict:
+        return {"y": last["y"].numpy(), "loss": last["loss"].numpy(), "gx": x.grad.numpy()}
+
+    return Case(step, result)
+
+
+def _mlp_model(params: dict) -> tuple[ndl.nn.Module, list]:
+    """The 3-layer MLP with ``params`` copied into its Linear layers."""
+    nn = ndl.nn
+    dims = [params["W1"].shape[0]] + [params[f"W{i}"].shape[1] for i in (1, 2, 3)]
+    linears = [nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])]
+    for i, layer in enumerate(linears, start=1):
+        layer.weight.data = _const(params[f"W{i}"])
+        layer.bias.data = _const(params[f"b{i}"])
+    model = nn.Sequential(linears[0], nn.ReLU(), linears[1], nn.ReLU(), linears[2])
+    return model, linears
+
+
+def mlp(data: dict) -> Case:
+    """W2: a training step of the MLP with nn.Linear, nn.ReLU, nn.SoftmaxLoss, optim.SGD."""
+    model, linears = _mlp_model(data["params"])
+    loss_fn = ndl.nn.SoftmaxLoss()
+    opt = ndl.optim.SGD(model.parameters(), lr=data["lr"])
+    X, y = _const(data["X"]), ndl.Tensor(data["y"], requires_grad=False)
+    last: dict = {}
+
+    def step() -> None:
+        opt.reset_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        last["loss"] = loss.detach()
+
+    def result() -> dict:
+        out = {"loss": last["loss"].numpy()}
+        for i, layer in enumerate(linears, start=1):
+            out[f"gW{i}"] = layer.weight.grad.numpy()
+            out[f"gb{i}"] = layer.bias.grad.numpy()
+            out[f"W{i}"] = layer.weight.numpy()
+            out[f"b{i}"] = layer.bias.numpy()
+        return out
+
+    return Case(step, result)
+
+
+def matmuls(data: dict) -> Case:
+    """W3: loss = sum(relu(X @ W1) @ W2); gradients of W1 and W2."""
+    X = _const(data["X"])
+    W1, W2 = _const(data["W1"], True), _const(data["W2"], True)
+    last: dict = {}
+
+    def step() -> None:
+        loss = ndl.relu(X @ W1) @ W2
+        loss = loss.sum()
+        loss.backward()
+        last["loss"] = loss.detach()
+
+    def result() -> dict:
+        return {"loss": last["loss"].numpy(), "gW1": W1.grad.numpy(), "gW2": W2.grad.numpy()}
+
+    return Case(step, result)
+
+
+def digits_epoch(data: dict) -> Case:
+    """W6: one epoch of apps.mlp_resnet's MLPResNet on the 8x8 digits (Adam, batch 100)."""
+    try:
+        from apps import mlp_resnet
+    except ImportError as e:
+        raise Unavailable(f"apps.mlp_resnet cannot be imported yet ({e})") from None
+    np.random.seed(0)
+    model = mlp_resnet.MLPResNet(data["X"].shape[1], hidden_dim=100)
+    opt = ndl.optim.Adam(model.parameters(), lr=0.001, weight_decay=0.001)
+    dataset = ndl.data.NDArrayDataset(data["X"], data["y"])
+    loader = ndl.data.DataLoader(dataset, batch_size=100, shuffle=True)
+    last: dict = {}
+
+    def step() -> None:
+        last["err"], last["loss"] = mlp_resnet.epoch(loader, model, opt)
+
+    return Case(step, lambda: {"loss": np.float32(last["loss"])})
+
+
+def build(name: str, data: dict) -> Case:
+    """The needle Case of workload ``name``."""
+    if name in ("W1", "W4"):
+        return chain(data)
+    if name in ("W2", "W5"):
+        return mlp(data)
+    if name == "W3":
+        return matmuls(data)
+    if name == "W6":
+        return digits_epoch(data)
+    raise KeyError(name)

@@ -1,0 +1,468 @@
+"""Graph mode in the style of UCSD CSE 234 PA1, on needle's own engine.
+
+``Variable("x")`` is a needle Tensor with no data. Needle ops applied to it build nodes
+without computing them (``Value.make_from_op`` defers whenever an input has no data), so an
+expression over Variables *is* a static graph. :class:`Evaluator` runs that graph on a feed
+into a fresh dict of values, never into the nodes, so one graph serves many feeds (and
+threads). :func:`gradients` builds gradient *nodes* with the ops' own ``gradient`` methods
+through the engine's ``reverse_pass``: gradients of gradients come for free.
+
+Example
+-------
+>>> from needle import graph as ad
+>>> x1, x2 = ad.Variable("x1"), ad.Variable("x2")
+>>> y = x1 * x2 + x1
+>>> g1, g2 = ad.gradients(y, [x1, x2])
+>>> ad.Evaluator([y, g1, g2]).run({x1: np.array([2.0]), x2: np.array([3.0])})
+[array([8.]), array([4.]), array([2.])]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy
+
+from . import ops
+from ._array import as_numpy, from_numpy
+from .autograd import Tensor, Value, enable_grad, find_topo_sort, reverse_pass
+from .backend_selection import default_device
+from .errors import NeedleError
+from .ops import ops_graph
+
+__all__ = [
+    "Variable", "Evaluator", "gradients", "topological_sort", "node_name",
+    "add", "sub", "mul", "div", "add_by_const", "mul_by_const", "div_by_const", "matmul",
+    "transpose", "relu", "sqrt", "log", "exp", "power", "greater", "zeros_like", "ones_like",
+    "sum_op", "mean", "softmax", "logsoftmax", "layernorm", "broadcast", "expand_as",
+    "matmul_layernorm", "matmul_softmax",
+]
+
+
+class Variable(Tensor):
+    """A placeholder node: a Tensor with a name and no data, fed at ``Evaluator.run``.
+
+    Parameters
+    ----------
+    name : str
+        Shown in the names of the nodes built from it and in error messages.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str) -> None:
+        self.grad = None
+        self._init(None, (), cached_data=None, requires_grad=True)
+        self.name = name
+
+
+# ----------------------------------------------------------------------------------------------
+# Node names: built from the inputs' names by a per-op-class format table
+
+
+def _num(c: Any) -> str:
+    return f"{c:g}" if isinstance(c, float) else str(c)
+
+
+def _axes(op: Any, attr: str = "axes") -> str:
+    axes = getattr(op, attr, None)
+    return "" if axes is None else f", dim={axes}"
+
+
+def _fmt_add(node: Value, n: list) -> str:
+    b = node.inputs[1]
+    if isinstance(b.op, ops.Negate):
+        return f"({n[0]}-{node_name(b.inputs[0])})"
+    return f"({n[0]}+{n[1]})"
+
+
+_FORMATS: dict[type, Callable[[Value, list], str]] = {
+    ops.EWiseAdd: _fmt_add,
+    ops.EWiseMul: lambda node, n: f"({n[0]}*{n[1]})",
+    ops.EWiseDiv: lambda node, n: f"({n[0]}/{n[1]})",
+    ops.EWisePow: lambda node, n: f"({n[0]}**{n[1]})",
+    ops.MatMul: lambda node, n: f"({n[0]}@{n[1]})",
+    ops.AddScalar: lambda node, n: f"({n[0]}+{_num(node.op.scalar)})",
+    ops.MulScalar: lambda node, n: f"({n[0]}*{_num(node.op.scalar)})",
+    ops.DivScalar: lambda node, n: f"({n[0]}/{_num(node.op.scalar)})",
+    ops.PowerScalar: lambda node, n: f"({n[0]}**{_num(node.op.scalar)})",
+    ops.Negate: lambda node, n: f"(-{n[0]})",
+    ops.Greater: lambda node, n: (f"({n[0]}>{n[1]})" if len(n) == 2
+                                  else f"({n[0]}>{_num(node.op.scalar)})"),
+    ops.Transpose: lambda node, n: (f"transpose({n[0]})" if node.op.axes is None
+                                    else f"transpose({n[0]}, {node.op.axes[0]}, "
+                                         f"{node.op.axes[1]})"),
+    ops.Summation: lambda node, n: f"sum({n[0]}{_axes(node.op)})",
+    ops.Mean: lambda node, n: f"mean({n[0]}{_axes(node.op)})",
+    ops.Softmax: lambda node, n: f"softmax({n[0]}, dim={node.op.axis})",
+    ops.LogSoftmax: lambda node, n: f"logsoftmax({n[0]}, dim={node.op.axis})",
+    # Un-broadcasting only undoes numpy broadcasting; showing it would bury the math.
+    ops.SumLike: lambda node, n: n[0] if node.op.axes is None else f"sum({n[0]}{_axes(node.op)})",
+    ops.BroadcastLike: lambda node, n: f"expand_as({n[0]}, {n[1]})",
+    ops.ZerosLike: lambda node, n: f"zeros_like({n[0]})",
+    ops.OnesLike: lambda node, n: f"ones_like({n[0]})",
+    ops.BroadcastTo: lambda node, n: f"broadcast({n[0]}, {node.op.shape})",
+    ops.Reshape: lambda node, n: f"reshape({n[0]}, {node.op.shape})",
+    ops_graph.LayerNorm: lambda node, n: f"layernorm({n[0]}, {node.op.normalized_shape})",
+    ops.MatMulLayerNorm: lambda node, n: (f"matmul_layernorm({n[0]}, {n[1]}, "
+                                          f"{node.op.normalized_shape})"),
+    ops.MatMulSoftmax: lambda node, n: f"matmul_softmax({n[0]}, {n[1]}, dim={node.op.axis})",
+}
+
+# Shared subgraphs make names of gradient graphs grow fast; beyond this they are elided.
+_MAX_NAME = 300
+
+
+def _snake(op: Any) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", type(op).__name__).lower()
+
+
+def _leaf_name(node: Value) -> str:
+    data = node.cached_data
+    if data is None:
+        return "placeholder"
+    if isinstance(data, tuple):
+        return "const_tuple"
+    arr = as_numpy(data)
+    return _num(arr.reshape(-1)[0].item()) if arr.size == 1 else f"const{tuple(arr.shape)}"
+
+
+def _own_name(node: Value, names: list) -> str:
+    if node.op is None:
+        return _leaf_name(node)
+    fmt = _FORMATS.get(type(node.op))
+    name = fmt(node, names) if fmt else f"{_snake(node.op)}({', '.join(names)})"
+    return name if len(name) <= _MAX_NAME else f"{_snake(node.op)}(...)"
+
+
+def node_name(node: Value) -> str:
+    """The node's readable name, e.g. ``(x1*x2)``: set explicitly or built from its inputs."""
+    cache = node.__dict__
+    if "_name" in cache:
+        return cache["_name"]
+    # Iterative post-order over the nodes not yet named, so deep graphs do not recurse.
+    stack = [(node, iter(node.inputs))]
+    while stack:
+        current, children = stack[-1]
+        for child in children:
+            if "_name" not in child.__dict__:
+                stack.append((child, iter(child.inputs)))
+                break
+        else:
+            stack.pop()
+            if "_name" not in current.__dict__:
+                names = [x.__dict__["_name"] for x in current.inputs]
+                current.__dict__["_name"] = _own_name(current, names)
+    return cache["_name"]
+
+
+def _set_name(node: Value, name: str) -> None:
+    node.__dict__["_name"] = str(name)
+
+
+def _is_symbolic(node: Value) -> bool:
+    """True when ``node`` depends on a placeholder, i.e. has no value outside an Evaluator."""
+    if node.cached_data is not None:
+        return False
+    seen, stack = {node}, [node]
+    while stack:
+        current = stack.pop()
+        if current.op is None:
+            return True
+        for x in current.inputs:
+            if x not in seen and x.cached_data is None:
+                seen.add(x)
+                stack.append(x)
+    return False
+
+
+def _install_names() -> None:
+    """Give every Tensor a ``name`` and let graph nodes print as their names.
+
+    Done here rather than in autograd.py so the eager core stays unaware of graph mode;
+    tensors that hold data print exactly as before.
+    """
+    if getattr(Tensor, "_graph_names_installed", False):
+        return
+    plain_repr, plain_str = Tensor.__repr__, Tensor.__str__
+
+    def __repr__(self: Tensor) -> str:
+        if _is_symbolic(self):
+            kind = "Variable" if isinstance(self, Variable) else "Node"
+            return f"needle.graph.{kind}({node_name(self)})"
+        return plain_repr(self)
+
+    def __str__(self: Tensor) -> str:
+        return node_name(self) if _is_symbolic(self) else plain_str(self)
+
+    Tensor.name = property(node_name, _set_name, doc="Readable node name, e.g. '(x1*x2)'.")
+    Tensor.__repr__ = __repr__
+    Tensor.__str__ = __str__
+    Tensor._graph_names_installed = True
+
+
+_install_names()
+
+
+# ----------------------------------------------------------------------------------------------
+# Traversal, evaluation and gradients
+
+
+def topological_sort(nodes: Value | Iterable[Value]) -> list[Value]:
+    """Every node behind ``nodes``, inputs before the nodes that use them.
+
+    Parameters
+    ----------
+    nodes : node or iterable of nodes
+    """
+    if isinstance(nodes, Value):
+        nodes = [nodes]
+    return find_topo_sort(list(nodes))
+
+
+def _order_until(nodes: list, fed: dict) -> tuple[list, list]:
+    """Topological order of what computing ``nodes`` needs (not descending into fed nodes),
+    and the placeholders in it that have no feed."""
+    visited: set = set()
+    order, missing = [], []
+    for root in nodes:
+        if root in visited:
+            continue
+        visited.add(root)
+        stack = [(root, iter(() if root in fed else root.inputs))]
+        while stack:
+            current, children = stack[-1]
+            for child in children:
+                if child not in visited:
+                    visited.add(child)
+                    stack.append((child, iter(() if child in fed else child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(current)
+                if current.op is None and current.cached_data is None and current not in fed:
+                    missing.append(current)
+    return order, missing
+
+
+def _names(nodes: Iterable[Value]) -> str:
+    return ", ".join(repr(node_name(n)) for n in nodes)
+
+
+class Evaluator:
+    """Evaluate graph nodes on feeds: ``Evaluator([y, g]).run({x: array})``.
+
+    Parameters
+    ----------
+    eval_nodes : list of nodes
+        The nodes whose values ``run`` returns, in this order.
+    device : Device, optional
+        Where fed arrays are placed; ``default_device()`` when omitted.
+    """
+
+    def __init__(self, eval_nodes: Iterable[Value], device: Any = None) -> None:
+        self.eval_nodes = list(eval_nodes)
+        for n in self.eval_nodes:
+            if not isinstance(n, Value):
+                raise TypeError(f"Evaluator: eval_nodes must be graph nodes, got "
+                                f"{type(n).__name__}")
+        self.device = device
+        self._graph: set | None = None
+
+    def _array(self, node: Value, value: Any) -> Any:
+        if isinstance(value, Tensor):
+            return value.realize_cached_data()
+        arr = numpy.asarray(value)
+        # Float feeds keep their dtype (float64 in, float64 out); ints/bools become floats.
+        dtype = arr.dtype if arr.dtype.kind == "f" else None
+        return from_numpy(arr, self.device or default_device(), dtype)
+
+    def run(self, input_values: dict) -> list[numpy.ndarray]:
+        """Compute the eval nodes given ``{Variable: array}``; returns numpy arrays.
+
+        Every run evaluates into a fresh dict: nothing is stored in the graph.
+
+        Raises
+        ------
+        ValueError
+            A Variable the eval nodes need has no feed, or a fed key is not in the graph.
+        ShapeError, DTypeError
+            From the op that cannot accept the fed shapes or dtypes (its node is named).
+        """
+        if self._graph is None:
+            self._graph = set(find_topo_sort(self.eval_nodes))
+        extra = [k for k in input_values if k not in self._graph]
+        if extra:
+            names = ", ".join(repr(node_name(k)) if isinstance(k, Value) else repr(k)
+                              for k in extra)
+            raise ValueError(f"Evaluator.run: fed {names}, which is not part of the graph "
+                             "of the evaluated nodes")
+        order, missing = _order_until(self.eval_nodes, input_values)
+        if missing:
+            raise ValueError(f"Evaluator.run: no value fed for Variable {_names(missing)}; "
+                             "add it to input_values")
+        values: dict = {}
+        for node in order:
+            if node in input_values:
+                values[node] = self._array(node, input_values[node])
+            elif node.op is None:
+                values[node] = node.cached_data
+            else:
+                try:
+                    values[node] = node.op.compute(*[values[x] for x in node.inputs])
+                except NeedleError as e:
+                    raise type(e)(f"{e} [in graph node {node_name(node)!r}]") from e
+        return [numpy.array(as_numpy(values[n])) for n in self.eval_nodes]
+
+
+def gradients(output_node: Value, nodes: Iterable[Value]) -> list[Tensor]:
+    """Gradient nodes of ``output_node`` w.r.t. each of ``nodes``.
+
+    The seed is ``ones_like(output_node)`` (so a non-scalar output is summed); partial
+    adjoints from all paths are summed; a node the output does not depend on gets
+    ``zeros_like(node)``. The results are ordinary nodes: differentiate them again.
+    """
+    nodes = list(nodes)
+    wanted = set(nodes)
+    with enable_grad():
+        grads = reverse_pass(output_node, ops.ones_like(output_node), lambda n: n in wanted)
+        return [grads[n] if n in grads else ops.zeros_like(n) for n in nodes]
+
+
+# ----------------------------------------------------------------------------------------------
+# The CSE 234 op set, as thin functions over needle ops
+
+
+def add(a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``a + b`` (nodes or numbers, numpy broadcasting)."""
+    return a + b
+
+
+def sub(a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``a - b``."""
+    return a - b
+
+
+def mul(a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``a * b`` element-wise."""
+    return a * b
+
+
+def div(a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``a / b`` element-wise."""
+    return a / b
+
+
+def add_by_const(a: Tensor, c: float) -> Tensor:
+    """``a + c`` for a number ``c``."""
+    return ops.AddScalar(c)(a)
+
+
+def mul_by_const(a: Tensor, c: float) -> Tensor:
+    """``a * c`` for a number ``c``."""
+    return ops.MulScalar(c)(a)
+
+
+def div_by_const(a: Tensor, c: float) -> Tensor:
+    """``a / c`` for a number ``c``."""
+    return ops.DivScalar(c)(a)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product, 2-D or batched (numpy ``matmul`` broadcasting of batch dims)."""
+    return ops.MatMul()(a, b)
+
+
+def transpose(a: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap dims ``dim0`` and ``dim1`` (negative allowed)."""
+    return ops.Transpose((dim0, dim1))(a)
+
+
+def relu(a: Tensor) -> Tensor:
+    """``max(a, 0)``."""
+    return ops.relu(a)
+
+
+def sqrt(a: Tensor) -> Tensor:
+    """Element-wise square root."""
+    return ops.sqrt(a)
+
+
+def log(a: Tensor) -> Tensor:
+    """Element-wise natural log."""
+    return ops.log(a)
+
+
+def exp(a: Tensor) -> Tensor:
+    """Element-wise exponential."""
+    return ops.exp(a)
+
+
+def power(a: Tensor, exponent: float | Tensor) -> Tensor:
+    """``a ** exponent`` for a number (or a node) ``exponent``."""
+    if isinstance(exponent, Tensor):
+        return ops.EWisePow()(a, exponent)
+    return ops.PowerScalar(exponent)(a)
+
+
+def greater(a: Tensor, b: Tensor | float) -> Tensor:
+    """1.0 where ``a > b`` else 0.0; no gradient."""
+    return ops.greater(a, b)
+
+
+def zeros_like(a: Tensor) -> Tensor:
+    """Zeros of ``a``'s shape and dtype."""
+    return ops.zeros_like(a)
+
+
+def ones_like(a: Tensor) -> Tensor:
+    """Ones of ``a``'s shape and dtype."""
+    return ops.ones_like(a)
+
+
+def sum_op(a: Tensor, dim: int | tuple, keepdim: bool = False) -> Tensor:
+    """Sum over ``dim`` (int or tuple, negative allowed)."""
+    return ops.Summation(dim, keepdim)(a)
+
+
+def mean(a: Tensor, dim: int | tuple, keepdim: bool = False) -> Tensor:
+    """Mean over ``dim`` (int or tuple, negative allowed)."""
+    return ops.Mean(dim, keepdim)(a)
+
+
+def softmax(a: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable softmax along ``dim``."""
+    return ops.Softmax(dim)(a)
+
+
+def logsoftmax(a: Tensor, dim: int = -1) -> Tensor:
+    """Numerically stable log-softmax along ``dim`` (for cross-entropy losses)."""
+    return ops.LogSoftmax(dim)(a)
+
+
+def layernorm(a: Tensor, normalized_shape: int | tuple, eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing ``normalized_shape`` dims (biased variance, no affine)."""
+    return ops_graph.layernorm(a, normalized_shape, eps)
+
+
+def broadcast(a: Tensor, input_shape: tuple, target_shape: tuple) -> Tensor:
+    """Broadcast ``a`` (of ``input_shape``) to ``target_shape``; the gradient sums back."""
+    return ops_graph.broadcast(a, input_shape, target_shape)
+
+
+def expand_as(a: Tensor, b: Tensor) -> Tensor:
+    """Broadcast ``a`` to ``b``'s shape (``b`` gets no gradient)."""
+    return ops_graph.expand_as(a, b)
+
+
+def matmul_layernorm(a: Tensor, b: Tensor, normalized_shape: int | tuple,
+                     eps: float = 1e-5) -> Tensor:
+    """``layernorm(a @ b)`` as one fused node."""
+    return ops.matmul_layernorm(a, b, normalized_shape, eps)
+
+
+def matmul_softmax(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
+    """``softmax(a @ b, dim)`` as one fused node."""
+    return ops.matmul_softmax(a, b, dim)

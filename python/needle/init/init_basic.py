@@ -1,0 +1,153 @@
+"""Random and constant tensors.
+
+Every random function draws once, for the whole shape, from numpy's global RNG
+(``np.random.rand`` / ``np.random.randn``): results are reproducible with
+``np.random.seed`` and match the reference Needle draw for draw.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Tensor
+from ..backend_selection import BACKEND, default_device
+
+
+def _device(device: Any) -> Any:
+    return default_device() if device is None else device
+
+
+def _uniform01(device: Any, shape: tuple) -> np.ndarray:
+    """``shape`` uniform [0, 1) samples in float64, in one draw on ``device``."""
+    if BACKEND == "nd":
+        return device.rand(*shape, dtype="float64").numpy()
+    return np.asarray(device.rand(*shape), dtype=np.float64)
+
+
+def _normal01(device: Any, shape: tuple) -> np.ndarray:
+    """``shape`` standard normal samples in float64, in one draw on ``device``."""
+    if BACKEND == "nd":
+        return device.randn(*shape, dtype="float64").numpy()
+    return np.asarray(device.randn(*shape), dtype=np.float64)
+
+
+def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> Tensor:
+    return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def rand(
+    *shape: int,
+    low: float = 0.0,
+    high: float = 1.0,
+    device: Any = None,
+    dtype: str = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Uniform samples in ``[low, high)``.
+
+    Parameters
+    ----------
+    *shape : int
+        Output shape.
+    low, high : float
+        Bounds of the interval.
+    device, dtype, requires_grad
+        Passed to the new Tensor.
+    """
+    device = _device(device)
+    array = _uniform01(device, shape) * (high - low) + low
+    return _tensor(array, device, dtype, requires_grad)
+
+
+def randn(
+    *shape: int,
+    mean: float = 0.0,
+    std: float = 1.0,
+    device: Any = None,
+    dtype: str = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Normal samples with the given ``mean`` and ``std``."""
+    device = _device(device)
+    array = _normal01(device, shape) * std + mean
+    return _tensor(array, device, dtype, requires_grad)
+
+
+def constant(
+    *shape: int,
+    c: float = 1.0,
+    device: Any = None,
+    dtype: str = "float32",
+    requires_grad: bool = False,
+) -> Tensor:
+    """A tensor of ``shape`` filled with ``c``."""
+    device = _device(device)
+    return _tensor(np.full(shape, c, dtype=np.float64), device, dtype, requires_grad)
+
+
+def ones(
+    *shape: int, device: Any = None, dtype: str = "float32", requires_grad: bool = False
+) -> Tensor:
+    """A tensor of ones."""
+    return constant(*shape, c=1.0, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def zeros(
+    *shape: int, device: Any = None, dtype: str = "float32", requires_grad: bool = False
+) -> Tensor:
+    """A tensor of zeros."""
+    return constant(*shape, c=0.0, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def randb(
+    *shape: int,
+    p: float = 0.5,
+    device: Any = None,
+    dtype: str = "bool",
+    requires_grad: bool = False,
+) -> Tensor:
+    """Bernoulli samples: ``rand(*shape) <= p``.
+
+    The ``nd`` backend has no bool dtype, so there the result is a float32 tensor of
+    0.0 and 1.0 (or float64 when asked); under ``NEEDLE_BACKEND=np`` it is bool by default.
+    """
+    device = _device(device)
+    mask = _uniform01(device, shape) <= p
+    if BACKEND == "nd" and np.dtype(dtype).kind != "f":
+        dtype = "float32"
+    return _tensor(mask, device, dtype, requires_grad)
+
+
+def one_hot(
+    n: int, i: Any, device: Any = None, dtype: str = "float32", requires_grad: bool = False
+) -> Tensor:
+    """Rows of the ``n x n`` identity matrix selected by the class ids ``i``.
+
+    Parameters
+    ----------
+    n : int
+        Number of classes.
+    i : Tensor or array_like
+        Integer class ids (any shape; float tensors holding integers are fine).
+    """
+    device = _device(device)
+    ids = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
+    ids = ids.astype(np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        from ..errors import ShapeError
+
+        raise ShapeError(f"one_hot: class ids must be in [0, {n}); got {ids.min()}..{ids.max()}")
+    array = np.eye(n, dtype=np.float64)[ids]
+    return _tensor(array, device, dtype, requires_grad)
+
+
+def zeros_like(array: Tensor, *, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``array``'s shape and dtype (on its device unless ``device`` is given)."""
+    device = device if device else array.device
+    return zeros(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(array: Tensor, *, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``array``'s shape and dtype (on its device unless ``device`` is given)."""
+    device = device if device else array.device
+    return ones(*array.shape, dtype=array.dtype, device=device, requires_grad=requires_grad)

@@ -1,0 +1,481 @@
+"""The basic nn modules: Parameter, Module, and the layers of an MLP."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .. import init, ops
+from ..autograd import Tensor, no_grad
+from ..errors import DTypeError, ShapeError
+from ..serialization import CheckpointError
+
+__all__ = [
+    "Parameter", "Module", "Identity", "Linear", "Flatten", "ReLU", "Tanh", "Sigmoid",
+    "Sequential", "SoftmaxLoss", "BatchNorm1d", "BatchNorm2d", "LayerNorm1d", "Dropout",
+    "Residual",
+]
+
+
+class Parameter(Tensor):
+    """A Tensor that is a trainable parameter: only these are returned by ``parameters()``."""
+
+
+def _unpack_params(value: Any) -> list[Tensor]:
+    """Every Parameter inside ``value`` (Modules, dicts, lists, tuples), in definition order."""
+    if isinstance(value, Parameter):
+        return [value]
+    if isinstance(value, Module):
+        return value.parameters()
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _unpack_params(v)]
+    if isinstance(value, (list, tuple)):
+        return [p for v in value for p in _unpack_params(v)]
+    return []
+
+
+def _child_modules(value: Any) -> list[Module]:
+    """Every Module inside ``value``, recursively (children before grandchildren)."""
+    if isinstance(value, Module):
+        return [value] + _child_modules(value.__dict__)
+    if isinstance(value, dict):
+        return [m for v in value.values() for m in _child_modules(v)]
+    if isinstance(value, (list, tuple)):
+        return [m for v in value for m in _child_modules(v)]
+    return []
+
+
+def _named_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted name, item) for the Modules and Tensors directly inside a container value."""
+    if isinstance(value, (Module, Tensor)):
+        yield prefix, value
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            yield from _named_items(v, f"{prefix}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _named_items(v, f"{prefix}.{i}")
+
+
+class _LoadResult(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Attributes assigned in ``__init__`` (Parameters, sub-Modules, and lists, tuples
+    or dicts of them) are found automatically by ``parameters()``, ``train()``,
+    ``eval()``, ``state_dict()`` and ``repr``.
+    """
+
+    def __init__(self) -> None:
+        self.training = True
+
+    # -- traversal -----------------------------------------------------------------------------
+
+    def parameters(self) -> list[Tensor]:
+        """The Parameters of this module and its children, each once, in definition order."""
+        seen: set[int] = set()
+        out = []
+        for p in _unpack_params(self.__dict__):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    def _children(self) -> list[Module]:
+        """Every sub-Module, recursively."""
+        return _child_modules(self.__dict__)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) of the direct sub-Modules (list items are named ``attr.i``)."""
+        for attr, value in self.__dict__.items():
+            for name, item in _named_items(value, attr):
+                if isinstance(item, Module):
+                    yield name, item
+
+    def _named_tensors(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, tensor) of every Parameter and buffer, recursively."""
+        buffers = self.__dict__.get("_buffers", ())
+        for attr, value in self.__dict__.items():
+            for name, item in _named_items(value, attr):
+                if isinstance(item, Module):
+                    yield from item._named_tensors(f"{prefix}{name}.")
+                elif isinstance(item, Parameter) or (name == attr and attr in buffers):
+                    yield f"{prefix}{name}", item
+
+    def register_buffer(self, name: str, tensor: Tensor) -> None:
+        """Set ``self.name = tensor`` as a buffer: saved in ``state_dict`` but not trained."""
+        if "_buffers" not in self.__dict__:
+            self._buffers: set[str] = set()
+        self._buffers.add(name)
+        setattr(self, name, tensor)
+
+    def num_parameters(self) -> int:
+        """Total number of scalar entries over all Parameters."""
+        return int(sum(np.prod(p.shape, dtype=np.int64) for p in self.parameters()))
+
+    # -- modes and calling ---------------------------------------------------------------------
+
+    def eval(self) -> Module:
+        """Evaluation mode (BatchNorm uses running statistics, Dropout is the identity)."""
+        self.training = False
+        for m in self._children():
+            m.training = False
+        return self
+
+    def train(self) -> Module:
+        """Training mode (the default)."""
+        self.training = True
+        for m in self._children():
+            m.training = True
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Parameters and buffers (e.g. BatchNorm running statistics) by dotted name.
+
+        Returns
+        -------
+        OrderedDict of str to numpy.ndarray
+            Copies of the values, e.g. ``{"modules.0.weight": ..., "modules.1.running_mean": ...}``;
+            save it with ``needle.save``.
+        """
+        return OrderedDict((name, t.numpy()) for name, t in self._named_tensors())
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> _LoadResult:
+        """Copy values from ``state_dict`` into this module's parameters and buffers.
+
+        Everything is checked before anything is written, so on error the module is
+        left untouched.
+
+        Parameters
+        ----------
+        state_dict : dict of str to array or Tensor
+            As returned by :meth:`state_dict` (or ``needle.load``).
+        strict : bool
+            When True, missing and unexpected keys are errors; otherwise they are reported.
+
+        Returns
+        -------
+        (missing_keys, unexpected_keys)
+
+        Raises
+        ------
+        CheckpointError
+            Missing or unexpected keys (strict).
+        ShapeError, DTypeError
+            A value whose shape or dtype differs from the module's; the message names
+            the key and both shapes (or dtypes).
+        """
+        own = dict(self._named_tensors())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            raise CheckpointError(f"load_state_dict: {'; '.join(parts)}")
+        updates = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if tuple(array.shape) != target.shape:
+                raise ShapeError(
+                    f"load_state_dict: shape mismatch for {key!r}: checkpoint has "
+                    f"{tuple(array.shape)}, model has {target.shape}"
+                )
+            if np.dtype(array.dtype) != np.dtype(target.dtype):
+                raise DTypeError(
+                    f"load_state_dict: dtype mismatch for {key!r}: checkpoint has "
+                    f"{array.dtype}, model has {target.dtype} (shape {target.shape})"
+                )
+            updates.append((target, array))
+        for target, array in updates:
+            target.data = Tensor(array, device=target.device, dtype=target.dtype,
+                                 requires_grad=False)
+        return _LoadResult(missing, unexpected)
+
+    # -- printing ------------------------------------------------------------------------------
+
+    def extra_repr(self) -> str:
+        """The text inside ``Name(...)`` for a module without children."""
+        return ""
+
+    def _repr_children(self) -> Iterator[tuple[str, Module]]:
+        return self.named_children()
+
+    def __repr__(self) -> str:
+        lines = []
+        for name, child in self._repr_children():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n" + "\n".join(lines) + "\n)"
+
+
+class Identity(Module):
+    """Returns its input."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Linear(Module):
+    """``y = x @ weight + bias``, over the last axis of an input of any rank.
+
+    ``weight`` (in_features, out_features) and ``bias`` (1, out_features) are drawn
+    with :func:`init.kaiming_uniform` (fan_in = in_features and out_features),
+    weight first.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(
+            init.kaiming_uniform(in_features, out_features, device=device, dtype=dtype)
+        )
+        self.bias = None
+        if bias:
+            self.bias = Parameter(init.kaiming_uniform(
+                out_features, 1, shape=(1, out_features), device=device, dtype=dtype
+            ))
+
+    def forward(self, X: Tensor) -> Tensor:
+        if X.shape[-1] != self.in_features:
+            raise ShapeError(
+                f"Linear: input of shape {X.shape} has {X.shape[-1]} features, "
+                f"expected {self.in_features}"
+            )
+        shape = X.shape
+        flat = X.reshape((int(np.prod(shape[:-1])), shape[-1])) if len(shape) != 2 else X
+        out = flat @ self.weight
+        if self.bias is not None:
+            bias = self.bias.reshape((1, self.out_features))
+            out = out + ops.broadcast_to(bias, out.shape)
+        if len(shape) != 2:
+            out = out.reshape(shape[:-1] + (self.out_features,))
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Flatten(Module):
+    """(B, d1, d2, ...) -> (B, d1 * d2 * ...)."""
+
+    def forward(self, X: Tensor) -> Tensor:
+        shape = X.shape
+        return X.reshape((shape[0], int(np.prod(shape[1:]))))
+
+
+class ReLU(Module):
+    """max(0, x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.relu(x)
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.tanh(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.sigmoid(x)
+
+
+class Sequential(Module):
+    """Applies ``modules`` in order; they are kept in ``self.modules``."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        self.modules = modules
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self.modules:
+            x = module(x)
+        return x
+
+    def _repr_children(self) -> Iterator[tuple[str, Module]]:
+        return ((str(i), m) for i, m in enumerate(self.modules))
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __getitem__(self, index: int) -> Module:
+        return self.modules[index]
+
+
+class SoftmaxLoss(Module):
+    """Mean cross-entropy of ``logits`` (batch, classes) against integer labels ``y``."""
+
+    def forward(self, logits: Tensor, y: Tensor) -> Tensor:
+        if len(logits.shape) != 2:
+            raise ShapeError(f"SoftmaxLoss: logits must be (batch, classes), got {logits.shape}")
+        batch, classes = logits.shape
+        y_one_hot = init.one_hot(classes, y, device=logits.device, dtype=logits.dtype)
+        lse = ops.logsumexp(logits, axes=(1,))
+        true_logit = (logits * y_one_hot).sum(axes=(1,))
+        return (lse - true_logit).sum() / batch
+
+
+def _keep_last(stat: Tensor, shape: tuple) -> Tensor:
+    """Broadcast a per-feature (dim,) vector over a (..., dim) shape."""
+    return ops.broadcast_to(stat.reshape((1,) * (len(shape) - 1) + (shape[-1],)), shape)
+
+
+class BatchNorm1d(Module):
+    """Batch normalisation over the batch axis of (batch, dim) inputs.
+
+    Training normalises with the batch mean and biased variance and updates
+    ``running_mean``/``running_var`` (buffers, not Parameters) as
+    ``(1 - momentum) * running + momentum * batch_stat``; evaluation uses the running values.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        device: Any = None,
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype, requires_grad=True))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype, requires_grad=True))
+        self.register_buffer("running_mean", init.zeros(dim, device=device, dtype=dtype))
+        self.register_buffer("running_var", init.ones(dim, device=device, dtype=dtype))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(x.shape) != 2 or x.shape[1] != self.dim:
+            raise ShapeError(f"{type(self).__name__}: expected input (batch, {self.dim}), "
+                             f"got {x.shape}")
+        shape = x.shape
+        if self.training:
+            n = shape[0]
+            mean = x.sum(axes=(0,)) / n
+            centred = x - _keep_last(mean, shape)
+            var = (centred ** 2).sum(axes=(0,)) / n
+            m = self.momentum
+            with no_grad():
+                self.running_mean = self.running_mean * (1 - m) + mean.detach() * m
+                self.running_var = self.running_var * (1 - m) + var.detach() * m
+        else:
+            centred = x - _keep_last(self.running_mean, shape)
+            var = self.running_var
+        std = _keep_last((var + self.eps) ** 0.5, shape)
+        return centred / std * _keep_last(self.weight, shape) + _keep_last(self.bias, shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm2d(BatchNorm1d):
+    """BatchNorm over the channels of NCHW inputs (statistics over N, H and W)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if len(x.shape) != 4:
+            raise ShapeError(f"BatchNorm2d: expected NCHW input, got {x.shape}")
+        n, c, h, w = x.shape
+        flat = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
+        out = super().forward(flat)
+        return out.reshape((n, h, w, c)).permute((0, 3, 1, 2))
+
+
+class LayerNorm1d(Module):
+    """Normalise each row over its last axis (biased variance), then scale and shift."""
+
+    def __init__(
+        self, dim: int, eps: float = 1e-5, device: Any = None, dtype: str = "float32"
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = Parameter(init.ones(dim, device=device, dtype=dtype, requires_grad=True))
+        self.bias = Parameter(init.zeros(dim, device=device, dtype=dtype, requires_grad=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        if not shape or shape[-1] != self.dim:
+            raise ShapeError(f"LayerNorm1d: expected last dim {self.dim}, got shape {shape}")
+        last = len(shape) - 1
+        row = shape[:-1] + (1,)
+        mean = ops.broadcast_to(x.sum(axes=(last,)).reshape(row) / self.dim, shape)
+        centred = x - mean
+        var = (centred ** 2).sum(axes=(last,)).reshape(row) / self.dim
+        std = ops.broadcast_to((var + self.eps) ** 0.5, shape)
+        return centred / std * _keep_last(self.weight, shape) + _keep_last(self.bias, shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"
+
+
+class Dropout(Module):
+    """Zero each entry with probability ``p`` in training, scaling the rest by 1/(1-p).
+
+    The keep-mask is ``init.randb(*x.shape, p=1 - p)``: one ``rand`` draw per call.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        mask = init.randb(*x.shape, p=1 - self.p, device=x.device, dtype=x.dtype)
+        if self.p == 1.0:
+            return x * mask
+        return x * mask / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Residual(Module):
+    """``fn(x) + x``."""
+
+    def __init__(self, fn: Module) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x) + x

@@ -1,0 +1,11 @@
+"""Datasets, the DataLoader and image transforms."""
+
+from .data_basic import DataLoader, Dataset
+from .data_transforms import RandomCrop, RandomFlipHorizontal, Transform
+from .datasets import *  # noqa: F403
+
+__all__ = [
+    "DataLoader", "Dataset", "RandomCrop", "RandomFlipHorizontal", "Transform",
+    "MNISTDataset", "NDArrayDataset", "DataFormatError",  # noqa: F405
+    "CIFAR10Dataset", "Corpus", "Dictionary", "batchify", "get_batch",  # noqa: F405
+]

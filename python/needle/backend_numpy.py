@@ -42,7 +42,10 @@ class CPUDevice(Device):
         return numpy.random.rand(*shape)
 
     def one_hot(self, n: int, i: Any, dtype: Any = "float32") -> numpy.ndarray:
-        return numpy.eye(n, dtype=dtype)[numpy.asarray(i, dtype=numpy.int64)]
+        ids = numpy.asarray(i, dtype=numpy.int64)
+        out = numpy.zeros(ids.shape + (n,), dtype=dtype)
+        numpy.put_along_axis(out, ids[..., None], 1, axis=-1)
+        return out
 
     def empty(self, shape: tuple, dtype: Any = "float32") -> numpy.ndarray:
         return numpy.empty(shape, dtype=dtype)

@@ -143,7 +143,9 @@ class BackendDevice:
         idx = np.asarray(i)
         if idx.dtype.kind not in "iu":
             idx = idx.astype(np.intp)
-        return NDArray._wrap(np.eye(n, dtype=dt)[idx], self)
+        out = np.zeros(idx.shape + (n,), dtype=dt)
+        np.put_along_axis(out, idx[..., None], 1, axis=-1)
+        return NDArray._wrap(out, self)
 
     def empty(self, shape: Any, dtype: str = "float32") -> NDArray:
         """Uninitialised array of ``shape``."""

@@ -137,7 +137,9 @@ def one_hot(
         from ..errors import ShapeError
 
         raise ShapeError(f"one_hot: class ids must be in [0, {n}); got {ids.min()}..{ids.max()}")
-    array = np.eye(n, dtype=np.float64)[ids]
+    # Scatter into (len(ids), n) rather than indexing an n x n identity: PTB has n = 10,000.
+    array = np.zeros(ids.shape + (n,), dtype=np.float64)
+    np.put_along_axis(array, ids[..., None], 1.0, axis=-1)
     return _tensor(array, device, dtype, requires_grad)
 
 

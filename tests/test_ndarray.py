@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from needle import backend_ndarray as nd
 
 DTYPES = ["float32", "float64"]

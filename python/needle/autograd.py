@@ -630,13 +630,35 @@ class Tensor(Value):
 
     # -- printing -------------------------------------------------------------------------------
 
+    @property
+    def name(self) -> str:
+        """A readable name built from the graph, e.g. ``(x1*x2)`` (see ``needle.graph``)."""
+        from .graph import node_name
+
+        return node_name(self)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.__dict__["_name"] = str(value)
+
     def __repr__(self) -> str:
+        if self.cached_data is None:
+            from .graph import symbolic_repr
+
+            symbolic = symbolic_repr(self)
+            if symbolic is not None:
+                return symbolic
         body = numpy.array2string(self.numpy(), separator=", ", prefix="needle.Tensor(")
         extra = ", requires_grad=True" if self.requires_grad else ""
         return (f"needle.Tensor({body}, shape={self.shape}, dtype={self.dtype}, "
                 f"device={self.device}{extra})")
 
     def __str__(self) -> str:
+        if self.cached_data is None:
+            from .graph import symbolic_repr
+
+            if symbolic_repr(self) is not None:
+                return self.name
         return self.numpy().__str__()
 
     # -- operators ------------------------------------------------------------------------------

@@ -158,10 +158,6 @@ def node_name(node: Value) -> str:
     return cache["_name"]
 
 
-def _set_name(node: Value, name: str) -> None:
-    node.__dict__["_name"] = str(name)
-
-
 def _is_symbolic(node: Value) -> bool:
     """True when ``node`` depends on a placeholder, i.e. has no value outside an Evaluator."""
     if node.cached_data is not None:
@@ -178,32 +174,15 @@ def _is_symbolic(node: Value) -> bool:
     return False
 
 
-def _install_names() -> None:
-    """Give every Tensor a ``name`` and let graph nodes print as their names.
+def symbolic_repr(node: Value) -> str | None:
+    """How a graph node prints (``needle.graph.Node((x1*x2))``), or None for a tensor with data.
 
-    Done here rather than in autograd.py so the eager core stays unaware of graph mode;
-    tensors that hold data print exactly as before.
+    ``Tensor.__repr__`` asks this only for tensors whose data is not computed.
     """
-    if getattr(Tensor, "_graph_names_installed", False):
-        return
-    plain_repr, plain_str = Tensor.__repr__, Tensor.__str__
-
-    def __repr__(self: Tensor) -> str:
-        if _is_symbolic(self):
-            kind = "Variable" if isinstance(self, Variable) else "Node"
-            return f"needle.graph.{kind}({node_name(self)})"
-        return plain_repr(self)
-
-    def __str__(self: Tensor) -> str:
-        return node_name(self) if _is_symbolic(self) else plain_str(self)
-
-    Tensor.name = property(node_name, _set_name, doc="Readable node name, e.g. '(x1*x2)'.")
-    Tensor.__repr__ = __repr__
-    Tensor.__str__ = __str__
-    Tensor._graph_names_installed = True
-
-
-_install_names()
+    if not _is_symbolic(node):
+        return None
+    kind = "Variable" if isinstance(node, Variable) else "Node"
+    return f"needle.graph.{kind}({node_name(node)})"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import numpy
@@ -278,7 +278,8 @@ def _check_devices(op: Op, arrays: list) -> None:
         return
     dev = first._device
     for a in arrays[1:]:
-        if not isinstance(a, tuple) and a._device != dev:
+        # Devices are shared instances: the identity test settles the common case cheaply.
+        if a._device is not dev and not isinstance(a, tuple) and a._device != dev:
             raise DeviceError(
                 f"{op.name}: operands are on different devices ({dev} and {a._device}); "
                 "move them with Tensor(x, device=...) first"
@@ -893,15 +894,8 @@ def _sum_partials(node: Value, partials: list) -> Value:
     ])
 
 
-def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]) -> dict:
-    """Propagate ``out_grad`` from ``output`` to every node; return adjoints of wanted nodes.
-
-    Partial adjoints from all paths are summed once per node. Only nodes that require
-    grad are visited, and an op may return None for an input that needs no gradient.
-    Nodes are processed in a reverse topological order found by counting, for each
-    node, the users that still have to send it their partial adjoint (Kahn's
-    algorithm): cheaper than a depth-first search and free of recursion.
-    """
+def _count_users(output: Value) -> dict:
+    """For each node behind ``output`` that requires grad, how many edges lead into it."""
     pending: dict = {}
     stack = [output]
     while stack:
@@ -913,26 +907,47 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Callable[[Value], bool]
                 else:
                     pending[inp] = 1
                     stack.append(inp)
+    return pending
+
+
+def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | None = None) -> dict:
+    """Propagate ``out_grad`` from ``output``; return the adjoints of the ``wanted`` nodes.
+
+    ``wanted=None`` means every leaf that requires grad. Partial adjoints from all paths
+    are summed once per node. Only nodes that require grad are visited, and an op may
+    return None for an input that needs no gradient. Nodes are processed in a reverse
+    topological order found by counting, for each node, the users that still have to
+    send it their partial adjoint (Kahn's algorithm): cheaper than a depth-first search
+    and free of recursion.
+    """
+    pending = _count_users(output)
     partials: dict = {output: [out_grad]}
     result: dict = {}
     ready = [output]
     while ready:
         node = ready.pop()
         node_partials = partials.pop(node, None)
-        grads: tuple = ()
+        grads: Any = ()
         if node_partials is not None:
-            grad = _sum_partials(node, node_partials)
-            if wanted(node):
+            if len(node_partials) == 1 and node_partials[0].__class__ is not _TupleSlot:
+                grad = node_partials[0]
+            else:
+                grad = _sum_partials(node, node_partials)
+            op = node.op
+            if node in wanted if wanted is not None else op is None:
                 result[node] = grad
-            if node.op is not None and node.op.tuple_index is not None:
+            if op is None:
+                pass
+            elif op.tuple_index is not None:
                 # An element of a tuple: pass the gradient on as (index, grad) and build
                 # the tuple's adjoint once, instead of one mostly-zero tuple per element.
-                grads = (_TupleSlot(node.op.tuple_index, grad),)
-            elif node.op is not None:
-                if _ANOMALY_DEPTH:
-                    grads = _anomaly_gradient(node, grad)
-                else:
-                    grads = node.op.gradient_as_tuple(grad, node)
+                grads = (_TupleSlot(op.tuple_index, grad),)
+            elif _ANOMALY_DEPTH:
+                grads = _anomaly_gradient(node, grad)
+            else:
+                grads = op.gradient(grad, node)
+                if grads.__class__ is not tuple:
+                    grads = tuple(grads) if isinstance(grads, list) else (grads,)
         for i, inp in enumerate(node.inputs):
             if not inp.requires_grad:
                 continue
@@ -953,7 +968,7 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
     """
-    grads = reverse_pass(output_tensor, out_grad, lambda n: n.op is None and n.requires_grad)
+    grads = reverse_pass(output_tensor, out_grad)
     for node, grad in grads.items():
         node.grad = grad
 

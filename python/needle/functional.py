@@ -53,7 +53,7 @@ def _ones(ref: Tensor) -> Tensor:
 def _pullback(out: Tensor, seed: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
     """``seed``-weighted gradients of ``out`` w.r.t. each of ``xs`` (zeros where unreached)."""
     wanted = set(xs)
-    found = reverse_pass(out, seed, lambda n: n in wanted) if out.requires_grad else {}
+    found = reverse_pass(out, seed, wanted) if out.requires_grad else {}
     return [found[x] if x in found else ops.zeros_like(x) for x in xs]
 
 

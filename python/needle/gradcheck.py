@@ -45,7 +45,7 @@ def analytic_grads(fn: Callable[..., Tensor], inputs: list[Tensor], seed: int = 
     if not out.requires_grad:
         return [None for _ in inputs]
     wanted = set(inputs)
-    grads = reverse_pass(out, v, lambda n: n in wanted)
+    grads = reverse_pass(out, v, wanted)
     return [grads.get(x) for x in inputs]
 
 

@@ -306,7 +306,7 @@ def gradients(output_node: Value, nodes: Iterable[Value]) -> list[Tensor]:
     nodes = list(nodes)
     wanted = set(nodes)
     with enable_grad():
-        grads = reverse_pass(output_node, ops.ones_like(output_node), lambda n: n in wanted)
+        grads = reverse_pass(output_node, ops.ones_like(output_node), wanted)
         return [grads[n] if n in grads else ops.zeros_like(n) for n in nodes]
 
 

@@ -284,7 +284,8 @@ class EWiseAdd(TensorOp):
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        return unbroadcast(out_grad, a), unbroadcast(out_grad, b)
+        return (unbroadcast(out_grad, a) if a.requires_grad else None,
+                unbroadcast(out_grad, b) if b.requires_grad else None)
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:

@@ -146,11 +146,11 @@ def test_mnist_dataset_reads_generated_idx(tiny_mnist):
     ds = ndl.data.MNISTDataset(img, lab)
     assert len(ds) == 7
     x, y = ds[2]
-    assert x.shape == (20,) and x.dtype == np.float32
-    np.testing.assert_allclose(x, images[2].reshape(-1) / 255.0, rtol=1e-6)
+    assert x.shape == (4, 5, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x, images[2][:, :, None] / 255.0, rtol=1e-6)
     assert y == 4
     xb, yb = ds[np.array([0, 5])]
-    assert xb.shape == (2, 20)
+    assert xb.shape == (2, 4, 5, 1)
     np.testing.assert_array_equal(yb, [3, 9])
     assert 0.0 <= ds.images.min() and ds.images.max() <= 1.0
 
@@ -159,7 +159,7 @@ def test_mnist_dataset_reads_uncompressed_files(tmp_path):
     img = write_idx(tmp_path / "img", np.full((2, 3, 3), 255), gz=False)
     lab = write_idx(tmp_path / "lab", [0, 7], gz=False)
     x, y = ndl.data.MNISTDataset(img, lab)[1]
-    np.testing.assert_array_equal(x, np.ones(9, np.float32))
+    np.testing.assert_array_equal(x, np.ones((3, 3, 1), np.float32))
     assert y == 7
 
 
@@ -175,16 +175,16 @@ def test_mnist_dataset_transforms_see_hwc_images(tiny_mnist):
     x, _ = ds[1]
     xb, _ = ds[np.array([1, 2])]
     assert seen == [(4, 5, 1)] * 3
-    np.testing.assert_allclose(x, images[1][::-1].reshape(-1) / 255.0, rtol=1e-6)
-    assert xb.shape == (2, 20)
+    np.testing.assert_allclose(x, images[1][::-1][:, :, None] / 255.0, rtol=1e-6)
+    assert xb.shape == (2, 4, 5, 1)
 
 
 def test_mnist_dataset_through_dataloader(tiny_mnist):
     img, lab, images, labels = tiny_mnist
     loader = ndl.data.DataLoader(ndl.data.MNISTDataset(img, lab), batch_size=3)
     X, y = next(iter(loader))
-    assert X.shape == (3, 20)
-    np.testing.assert_allclose(X.numpy(), images[:3].reshape(3, -1) / 255.0, rtol=1e-6)
+    assert X.shape == (3, 4, 5, 1)
+    np.testing.assert_allclose(X.numpy(), images[:3][..., None] / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(y.numpy(), labels[:3])
 
 

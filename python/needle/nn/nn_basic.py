@@ -242,7 +242,7 @@ class Identity(Module):
 class Linear(Module):
     """``y = x @ weight + bias``, over the last axis of an input of any rank.
 
-    ``weight`` (in_features, out_features) and ``bias`` (1, out_features) are drawn
+    ``weight`` (in_features, out_features) and ``bias`` (out_features,) are drawn
     with :func:`init.kaiming_uniform` (fan_in = in_features and out_features),
     weight first.
     """
@@ -263,8 +263,10 @@ class Linear(Module):
         )
         self.bias = None
         if bias:
+            # 1-D like the course's current hw2 golden test expects; (out, 1) and (out,)
+            # draw the same numbers, so the RNG stream is unchanged.
             self.bias = Parameter(init.kaiming_uniform(
-                out_features, 1, shape=(1, out_features), device=device, dtype=dtype
+                out_features, 1, shape=(out_features,), device=device, dtype=dtype
             ))
 
     def forward(self, X: Tensor) -> Tensor:

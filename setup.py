@@ -13,7 +13,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn"],
         "apps": ["tqdm", "matplotlib", "scikit-learn"],
-        "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil"],
+        "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil",
+                  "scikit-learn"],
         "oracle": ["torch==2.13.0"],
         "dev": ["ruff"],
     },

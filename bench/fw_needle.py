@@ -104,20 +104,20 @@ def matmuls(data: dict) -> Case:
 
 
 def digits_epoch(data: dict) -> Case:
-    """W6: one epoch of apps.mlp_resnet's MLPResNet on the 8x8 digits (Adam, batch 100)."""
+    """W6: one training epoch of ``make demo`` (apps.train_mnist's MLPResNet and run_epoch)."""
     try:
-        from apps import mlp_resnet
+        from apps import train_mnist
     except ImportError as e:
-        raise Unavailable(f"apps.mlp_resnet cannot be imported yet ({e})") from None
+        raise Unavailable(f"apps.train_mnist cannot be imported ({e})") from None
     np.random.seed(0)
-    model = mlp_resnet.MLPResNet(data["X"].shape[1], hidden_dim=100)
-    opt = ndl.optim.Adam(model.parameters(), lr=0.001, weight_decay=0.001)
+    model = train_mnist.MLPResNet(data["X"].shape[1], hidden_dim=data["hidden_dim"])
+    opt = ndl.optim.Adam(model.parameters(), lr=data["lr"], weight_decay=data["weight_decay"])
     dataset = ndl.data.NDArrayDataset(data["X"], data["y"])
-    loader = ndl.data.DataLoader(dataset, batch_size=100, shuffle=True)
+    loader = ndl.data.DataLoader(dataset, data["batch_size"], shuffle=True)
     last: dict = {}
 
     def step() -> None:
-        last["err"], last["loss"] = mlp_resnet.epoch(loader, model, opt)
+        last["loss"], last["acc"] = train_mnist.run_epoch(loader, model, opt)
 
     return Case(step, lambda: {"loss": np.float32(last["loss"])})
 

@@ -113,33 +113,33 @@ def _residual_block(dim: int, hidden: int, drop_prob: float) -> torch.nn.Module:
 
 
 def digits_epoch(data: dict) -> Case:
-    """W6: the same MLPResNet (3 blocks, hidden 100, BatchNorm, dropout 0.1), one epoch."""
+    """W6: the same MLPResNet (3 blocks, BatchNorm, dropout 0.1) and Adam, one epoch."""
     nn = torch.nn
     torch.manual_seed(0)
-    dim, hidden = data["X"].shape[1], 100
+    dim, hidden = data["X"].shape[1], data["hidden_dim"]
     model = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
                           *[_residual_block(hidden, hidden // 2, 0.1) for _ in range(3)],
                           nn.Linear(hidden, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.001, weight_decay=0.001)
+    opt = torch.optim.Adam(model.parameters(), lr=data["lr"], weight_decay=data["weight_decay"])
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(data["X"]),
-                                             torch.from_numpy(data["y"]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=100, shuffle=True)
+                                             torch.from_numpy(data["y"].astype(np.int64)))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=data["batch_size"], shuffle=True)
     last: dict = {}
 
     def step() -> None:
-        # The same bookkeeping as apps.mlp_resnet.epoch: error rate and mean loss.
+        # The same bookkeeping as apps.train_mnist.run_epoch: mean loss and accuracy.
         model.train()
-        errors, total_loss, n = 0, 0.0, 0
+        correct, total_loss, n = 0, 0.0, 0
         for X, y in loader:
-            opt.zero_grad(set_to_none=True)
             logits = model(X)
             loss = nn.functional.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            errors += int((logits.argmax(dim=1) != y).sum())
             total_loss += loss.item() * len(y)
+            correct += int((logits.argmax(dim=1) == y).sum())
             n += len(y)
-        last["err"], last["loss"] = errors / n, total_loss / n
+        last["loss"], last["acc"] = total_loss / n, correct / n
 
     return Case(step, lambda: {"loss": np.float32(last["loss"])})
 

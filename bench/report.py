@@ -94,7 +94,7 @@ def timing_table(results: dict, frameworks: list[str]) -> list[str]:
                 ratios.append(f"{med / stats[name, ref][0]:.2f}" if (name, ref) in stats else "–")
             check = "–" if r.get("err") is None else f"ok ({r['err']:.0e})"
             if name == "W6" and r.get("loss") is not None:
-                check = f"loss {r['loss']:.3f} (not checked)"
+                check = f"epoch-1 loss {r['loss']:.3f} (not checked)"
             rows.append(f"| {label} | {LABELS[fw]} | {_fmt(med)} {spec.unit} | "
                         f"{_fmt(lo)}–{_fmt(hi)} | {ratios[0]} | {ratios[1]} | {check} |")
     return rows
@@ -102,18 +102,20 @@ def timing_table(results: dict, frameworks: list[str]) -> list[str]:
 
 def memory_table(results: dict, frameworks: list[str]) -> list[str]:
     """W5: RSS and TENSOR_COUNTER growth."""
-    rows = ["| framework | RSS growth | TENSOR_COUNTER growth |", "|---|---:|---:|"]
+    rows = ["| framework | RSS at start | RSS growth | TENSOR_COUNTER growth |",
+            "|---|---:|---:|---:|"]
     for fw in frameworks:
         r = results.get(("W5", fw))
         if r is None:
             continue
         if r.get("status") != "ok":
-            rows.append(f"| {LABELS[fw]} | **{r.get('status', '?').upper()}** | "
+            rows.append(f"| {LABELS[fw]} | | **{r.get('status', '?').upper()}** | "
                         f"{_short(r.get('message', ''))} |")
             continue
         counter = r.get("counter_growth")
         counter = "–" if counter is None else f"{counter:+d} (from {r['counter_start']})"
-        rows.append(f"| {LABELS[fw]} | {r['rss_mb']:+.1f} MB | {counter} |")
+        rows.append(f"| {LABELS[fw]} | {r['rss_start_mb']:.0f} MB | {r['rss_mb']:+.1f} MB | "
+                    f"{counter} |")
     return rows
 
 
@@ -132,7 +134,9 @@ def write_markdown(path: str, header: list[str], results: dict, frameworks: list
              "(lower is faster). Every framework's loss and gradients were checked against",
              "numpy by hand (largest relative error in the check column) before timing.", "",
              *timing_table(results, frameworks), "",
-             f"W5 memory over {WORKLOADS['W5'].sizes['steps']} W2 steps (after warm-up):", "",
+             f"W5 memory over {WORKLOADS['W5'].sizes['steps']} W2 steps, after "
+             f"{WORKLOADS['W5'].warmup} warm-up steps, each framework in a fresh process "
+             "(glibc `MALLOC_MMAP_THRESHOLD_=65536`, so RSS follows live arrays):", "",
              *memory_table(results, frameworks), "", "Workloads:", "", *spec_lines, *extra, ""]
     text = "\n".join(lines)
     with open(path, "w") as f:

@@ -31,8 +31,8 @@ from bench import workloads as wl  # noqa: E402
 class WorkerProcess:
     """A running ``python -m bench.run --worker FRAMEWORK`` and its JSON-lines pipe."""
 
-    def __init__(self, framework: str, threads: int) -> None:
-        env = dict(os.environ)
+    def __init__(self, framework: str, threads: int, extra_env: dict | None = None) -> None:
+        env = dict(os.environ, **(extra_env or {}))
         env["PYTHONPATH"] = os.pathsep.join(
             [ROOT, os.path.join(ROOT, "python")] + [p for p in [env.get("PYTHONPATH")] if p])
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -66,7 +66,8 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def run_timed(name: str, workers: dict, repeats: int, number: int, results: dict) -> None:
+def run_timed(name: str, workers: dict, repeats: int, number: int, results: dict,
+              pause: float) -> None:
     """Set up ``name`` everywhere, then time it in rounds: one repeat per framework per round."""
     active = []
     for fw, w in workers.items():
@@ -85,6 +86,9 @@ def run_timed(name: str, workers: dict, repeats: int, number: int, results: dict
         for fw in active[shift:] + active[:shift]:
             if results[name, fw]["status"] != "ok":
                 continue
+            # Let the previous worker's BLAS threads stop spinning (OpenBLAS busy-waits
+            # about 0.1 s after a call), so that they do not steal this worker's cores.
+            time.sleep(pause)
             reply = workers[fw].ask("time", number=number)
             if reply["status"] != "ok":
                 results[name, fw].update(reply)
@@ -95,17 +99,25 @@ def run_timed(name: str, workers: dict, repeats: int, number: int, results: dict
         workers[fw].ask("drop")
 
 
-def run_memory(workers: dict, steps: int, results: dict) -> None:
-    """W5: per framework, RSS (and TENSOR_COUNTER) growth over ``steps`` W2 steps."""
-    for fw, w in workers.items():
-        reply = w.ask("setup", workload="W5")
-        if reply["status"] == "ok":
-            reply = w.ask("memory", steps=steps)
+def run_memory(frameworks: list[str], threads: int, steps: int, results: dict) -> None:
+    """W5: per framework, RSS (and TENSOR_COUNTER) growth over ``steps`` W2 steps.
+
+    Each framework gets a fresh worker with a fixed glibc mmap threshold: large arrays are
+    then mapped and unmapped one by one, so RSS follows the live memory instead of the
+    allocator's lazily trimmed heap (which showed up as spurious negative growth).
+    """
+    for fw in frameworks:
+        w = WorkerProcess(fw, threads, {"MALLOC_MMAP_THRESHOLD_": "65536"})
+        try:
+            reply = w.ask("setup", workload="W5")
+            if reply["status"] == "ok":
+                reply = w.ask("memory", steps=steps)
+        finally:
+            w.close()
         results["W5", fw] = reply
         log(f"  W5 {fw:10s} {reply['status']}: "
             + (f"RSS {reply['rss_mb']:+.1f} MB, counter {reply.get('counter_growth')}"
                if reply["status"] == "ok" else str(reply.get("message"))))
-        w.ask("drop")
 
 
 def profile(name: str, top: int = 15) -> None:
@@ -138,6 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(wl.FRAMEWORKS)}")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="BLAS/OpenMP threads for every framework (default: all cores)")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="seconds of idle time before each timed repeat (default 0.2)")
     parser.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "bench.png"))
     parser.add_argument("--profile", metavar="W", help="cProfile needle on one workload")
@@ -178,11 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             spec = wl.WORKLOADS[name]
             log(f"{name}: {spec.title}")
             if name == "W5":
-                run_memory(workers, spec.sizes["steps"], results)
+                run_memory(list(workers), args.threads, spec.sizes["steps"], results)
                 continue
             repeats = min(spec.repeats, 3) if args.quick else spec.repeats
             number = max(1, spec.number // 4) if args.quick else spec.number
-            run_timed(name, workers, repeats, number, results)
+            run_timed(name, workers, repeats, number, results, args.pause)
     finally:
         for w in workers.values():
             w.close()

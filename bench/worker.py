@@ -113,7 +113,8 @@ class Worker:
         for _ in range(steps):
             self.case.step()
         gc.collect()
-        out = {"status": "ok", "rss_mb": (process.memory_info().rss - rss0) / 2**20}
+        out = {"status": "ok", "rss_start_mb": rss0 / 2**20,
+               "rss_mb": (process.memory_info().rss - rss0) / 2**20}
         if autograd_module is not None:
             out["counter_start"] = count0
             out["counter_growth"] = autograd_module.TENSOR_COUNTER - count0

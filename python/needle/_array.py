@@ -6,6 +6,7 @@ result is wrapped back without a copy; under ``np`` arrays are numpy arrays
 already. Keeping this to four functions keeps every op backend-neutral.
 """
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -24,9 +25,9 @@ NUMERIC_KINDS = "biuf"
 
 if BACKEND == "nd":
 
-    def as_numpy(x: Any) -> np.ndarray:
-        """A numpy view (no copy) of a backend array."""
-        return x._np
+    # A numpy view (no copy) of a backend array; attrgetter runs in C, and this is
+    # called for every operand of every op.
+    as_numpy = operator.attrgetter("_np")
 
     def wrap(r: Any, like: Any) -> Any:
         """Wrap a numpy result as a backend array on ``like``'s device."""

@@ -10,6 +10,8 @@ from .workloads import BASELINE, WORKLOADS
 
 LABELS = {"numpy": "numpy by hand", "needle-nd": "needle (nd)", "needle-np": "needle (np)",
           "torch": "PyTorch", "autograd": "HIPS autograd"}
+# A max/min spread above this flags a row: another process probably shared the cores.
+NOISY = 1.5
 COLORS = {"numpy": "#7f7f7f", "needle-nd": "#d62728", "needle-np": "#ff9896",
           "torch": "#1f77b4", "autograd": "#2ca02c"}
 
@@ -93,6 +95,8 @@ def timing_table(results: dict, frameworks: list[str]) -> list[str]:
             for ref in (BASELINE, "torch"):
                 ratios.append(f"{med / stats[name, ref][0]:.2f}" if (name, ref) in stats else "–")
             check = "–" if r.get("err") is None else f"ok ({r['err']:.0e})"
+            if hi > NOISY * lo:
+                check += f" ⚠ noisy (max/min {hi / lo:.1f})"
             if name == "W6" and r.get("loss") is not None:
                 check = f"epoch-1 loss {r['loss']:.3f} (not checked)"
             rows.append(f"| {label} | {LABELS[fw]} | {_fmt(med)} {spec.unit} | "

@@ -203,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.perf_counter() - start
     mode = " --quick" if args.quick else ""
-    extra = ["", f"Command: `python -m bench.run{mode}"
-             + (f" --only {args.only}" if args.only else "") + f"`, {elapsed:.0f} s in all."]
+    only = f" --only {args.only}" if args.only else ""
+    extra = ["", f"Command: `python -m bench.run{mode}{only}`, {elapsed:.0f} s in all; "
+             f"load average at the end {os.getloadavg()[0]:.2f}."]
     header = report.machine_lines(hello, args.threads)
     text = report.write_markdown(args.markdown, header, results, frameworks, extra)
     report.write_chart(args.chart, results, frameworks)

@@ -9,15 +9,30 @@ from collections.abc import Iterable, Sequence
 import needle as ndl
 
 
-def progress(iterable: Iterable, total: int, desc: str, enabled: bool = True):
-    """A tqdm progress bar over ``iterable`` (plain iteration without tqdm or when disabled)."""
+def progress(iterable: Iterable, total: int, desc: str, enabled: bool = True,
+             leave: bool = False) -> Iterable:
+    """A tqdm progress bar over ``iterable`` (plain iteration without tqdm or when disabled).
+
+    Parameters
+    ----------
+    iterable : Iterable
+        What to iterate over.
+    total : int
+        Its length, for the bar.
+    desc : str
+        The bar's label.
+    enabled : bool
+        False: return ``iterable`` itself.
+    leave : bool
+        Keep the finished bar on screen.
+    """
     if not enabled:
         return iterable
     try:
         from tqdm import tqdm
     except ImportError:
         return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
+    return tqdm(iterable, total=total, desc=desc, leave=leave, unit="batch")
 
 
 class Table:
@@ -30,13 +45,19 @@ class Table:
         print("|" + "---|" * len(self.columns))
 
     def add(self, *values: object) -> None:
+        """Print one row (floats with 4 decimals) and keep it."""
         self.rows.append(list(values))
         cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
         print("| " + " | ".join(cells) + " |", flush=True)
 
     def column(self, name: str) -> list:
+        """The values of column ``name``, one per row."""
         i = self.columns.index(name)
         return [row[i] for row in self.rows]
+
+    def records(self) -> list[dict]:
+        """The rows as dicts keyed by column name."""
+        return [dict(zip(self.columns, row)) for row in self.rows]
 
 
 def plot(table: Table, panels: Sequence[tuple[str, Sequence[str]]], path: str,
@@ -76,10 +97,9 @@ def checkpoint(model: ndl.nn.Module, path: str) -> str:
     return path
 
 
-def write_metrics(table: Table, path: str, **extra: object) -> str:
-    """The table's rows (one dict per epoch) and ``extra`` as JSON."""
+def write_metrics(path: str, **metrics: object) -> str:
+    """Write ``metrics`` as JSON to ``path`` (values JSON cannot hold are written as text)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    history = [dict(zip(table.columns, row)) for row in table.rows]
     with open(path, "w") as f:
-        json.dump({**extra, "history": history}, f, indent=2, default=str)
+        json.dump(metrics, f, indent=2, default=str)
     return path

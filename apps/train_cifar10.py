@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> Table:
     same = "identical" if restored_acc == test_acc else f"DIFFERENT: {restored_acc:.4f}"
     print(f"checkpoint: {saved} (reloaded test accuracy {restored_acc:.4f}, {same})")
     print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
-    write_metrics(table, os.path.join(args.out_dir, "metrics.json"), source=source,
-                  config=vars(args), checkpoint=saved, plot=figure)
+    write_metrics(os.path.join(args.out_dir, "metrics.json"), source=source,
+                  config=vars(args), checkpoint=saved, plot=figure, history=table.records())
     return table
 
 

@@ -23,13 +23,10 @@ if __name__ == "__main__":
         os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
-import urllib.request  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -37,7 +34,9 @@ import numpy as np  # noqa: E402
 
 import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
+from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
 from apps.mlp_resnet import MLPResNet  # noqa: E402
+from needle.data.datasets._download import cache_dir, fetch  # noqa: E402
 
 # SHA-256 of the original files (the same on every mirror).
 MNIST_FILES = {
@@ -54,7 +53,7 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "needle", "mnist")
+CACHE_DIR = str(cache_dir("mnist"))
 # Default epochs per source: the 8x8 digits are tiny, MNIST is 40 times larger.
 DEFAULT_EPOCHS = {"mnist": 10, "digits": 30}
 
@@ -88,35 +87,16 @@ def _has_mnist(folder: str) -> bool:
     return all(os.path.isfile(os.path.join(folder, name)) for name in MNIST_FILES)
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fetch(name: str, sha: str, folder: str, timeout: float) -> None:
     """Download one file from the first mirror that serves it with the right checksum."""
-    target = os.path.join(folder, name)
-    if os.path.isfile(target) and _sha256(target) == sha:
-        return
     errors = []
     for mirror in MIRRORS:
         try:
-            with urllib.request.urlopen(mirror + name, timeout=timeout) as response:
-                payload = response.read()
-        except Exception as e:  # noqa: BLE001  (any network failure means: try the next)
-            errors.append(f"{urllib.parse.urlsplit(mirror).netloc}: {getattr(e, 'reason', e)}")
-            continue
-        if hashlib.sha256(payload).hexdigest() != sha:
-            errors.append(f"{urllib.parse.urlsplit(mirror).netloc}: checksum mismatch")
-            continue
-        tmp = target + ".part"
-        with open(tmp, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, target)
-        return
+            # A verified file already in ``folder`` is kept without a download.
+            fetch(mirror + name, os.path.join(folder, name), f"sha256:{sha}", timeout)
+            return
+        except OSError as e:
+            errors.append(f"{urllib.parse.urlsplit(mirror).netloc}: {e}")
     raise OSError(f"could not download {name}: " + "; ".join(errors))
 
 
@@ -159,7 +139,7 @@ def find_data(data_dir: str, seed: int, download: bool = True, source: str = "au
     if download:
         log(f"data: downloading MNIST into {CACHE_DIR} ...")
         try:
-            return _mnist_from(download_mnist())
+            return _mnist_from(download_mnist(CACHE_DIR))
         except Exception as e:  # noqa: BLE001  (offline is an expected case, not an error)
             log(f"data: download failed ({e}); falling back")
     if source == "mnist":
@@ -171,23 +151,14 @@ def find_data(data_dir: str, seed: int, download: bool = True, source: str = "au
 # Training
 
 
-def _progress(loader: Any, desc: str) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(loader, desc=desc, unit="batch", leave=True, dynamic_ncols=True,
-                file=sys.stdout)
-
-
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,
               desc: str | None = None) -> tuple[float, float]:
     """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy) over samples."""
     loss_fn = nn.SoftmaxLoss()
     model.train() if opt is not None else model.eval()
-    bar = _progress(loader, desc) if desc else None
+    bar = progress(loader, len(loader), desc or "", enabled=desc is not None)
     total_loss, correct, seen = 0.0, 0, 0
-    for X, y in bar if bar is not None else loader:
+    for X, y in bar:
         logits = model(X.reshape((X.shape[0], -1)))
         loss = loss_fn(logits, y)
         if opt is not None:
@@ -198,17 +169,19 @@ def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,
         total_loss += float(loss.numpy()) * n
         correct += int(np.sum(logits.numpy().argmax(axis=1) == y.numpy()))
         seen += n
-        if bar is not None:
+        if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
                             refresh=False)
-    if bar is not None:
-        bar.close()
     return total_loss / seen, correct / seen
 
 
 def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int,
-          weight_decay: float, seed: int, progress: bool = True) -> tuple[nn.Module, list]:
-    """Adam with a cosine learning-rate schedule; returns the model and per-epoch metrics."""
+          weight_decay: float, seed: int, progress: bool = True,
+          on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, list]:
+    """Adam with a cosine learning-rate schedule; returns the model and per-epoch metrics.
+
+    ``on_epoch``, if given, is called with each epoch's metrics as soon as they exist.
+    """
     np.random.seed(seed)
     model = MLPResNet(data.dim, hidden_dim=hidden_dim)
     opt = ndl.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -224,6 +197,8 @@ def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int
         history.append({"epoch": e + 1, "lr": opt.lr, "train_loss": train_loss,
                         "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
                         "seconds": time.perf_counter() - start})
+        if on_epoch is not None:
+            on_epoch(history[-1])
     return model, history
 
 
@@ -231,46 +206,16 @@ def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int
 # Reporting
 
 
-def format_table(history: list) -> str:
-    """The per-epoch metrics as a text table."""
-    lines = [" epoch |     lr    | train loss | train acc | test loss | test acc |  time",
-             "-------+-----------+------------+-----------+-----------+----------+-------"]
-    for h in history:
-        lines.append(f" {h['epoch']:>5} | {h['lr']:.2e} | {h['train_loss']:>10.4f} | "
-                     f"{h['train_acc']:>8.2%} | {h['test_loss']:>9.4f} | {h['test_acc']:>8.2%} | "
-                     f"{h['seconds']:>4.1f}s")
-    return "\n".join(lines)
-
-
-def plot_curves(history: list, path: str, title: str) -> str | None:
-    """Loss and accuracy curves as a PNG at ``path`` (None when matplotlib is missing)."""
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("test", "-s")):
-        ax_loss.plot(ep, [h[f"{split}_loss"] for h in history], style, ms=3, label=split)
-        ax_acc.plot(ep, [100 * h[f"{split}_acc"] for h in history], style, ms=3, label=split)
-    ax_loss.set(xlabel="epoch", ylabel="mean cross-entropy", title="loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    lowest = min(min(h["train_acc"], h["test_acc"]) for h in history)
-    ax_acc.set_ylim(max(0.0, 100 * lowest - 1), 100.5)
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _table_row(table: Table) -> Callable[[dict], None]:
+    """An ``on_epoch`` callback that prints an epoch's metrics as a row of ``table``."""
+    def add(h: dict) -> None:
+        table.add(h["epoch"], f"{h['lr']:.2e}", h["train_loss"], h["train_acc"],
+                  h["test_loss"], h["test_acc"], f"{h['seconds']:.1f}")
+    return add
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
     parser = argparse.ArgumentParser(
         prog="python -m apps.train_mnist",
         description="Train needle's MLPResNet on handwritten digits (MNIST if available, "
@@ -307,14 +252,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}), Adam lr={args.lr} "
           f"(cosine), weight_decay={args.weight_decay}, batch {args.batch_size}, "
           f"{epochs} epochs, seed {args.seed}, backend {ndl.BACKEND}")
+    table = Table(["epoch", "lr", "train loss", "train acc", "test loss", "test acc",
+                   "seconds"])
     model, history = train(data, epochs, args.batch_size, args.lr, args.hidden_dim,
-                           args.weight_decay, args.seed)
+                           args.weight_decay, args.seed, on_epoch=_table_row(table))
     train_seconds = sum(h["seconds"] for h in history)
-    print("\n" + format_table(history))
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    ckpt = os.path.join(args.out_dir, "mlp_resnet.npz")
-    ndl.save(model.state_dict(), ckpt)
+    ckpt = checkpoint(model, os.path.join(args.out_dir, "mlp_resnet.npz"))
     restored = MLPResNet(data.dim, hidden_dim=args.hidden_dim)
     restored.load_state_dict(ndl.load(ckpt))
     _, restored_acc = run_epoch(ndl.data.DataLoader(data.test, 256), restored)
@@ -324,14 +268,15 @@ def main(argv: list[str] | None = None) -> dict:
           f"accuracy {restored_acc:.2%}, {same})")
 
     title = f"needle MLPResNet on {data.name}: test accuracy {final:.2%}"
-    plot = plot_curves(history, os.path.join(args.out_dir, "curves.png"), title)
-    print(f"plot: {plot}" if plot else "plot: skipped (matplotlib is not installed)")
+    figure = plot(table, [("mean cross-entropy", ["train loss", "test loss"]),
+                          ("accuracy", ["train acc", "test acc"])],
+                  os.path.join(args.out_dir, "curves.png"), title)
+    print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
     metrics = {"source": data.name, "description": data.description, "epochs": epochs,
                "config": vars(args), "history": history, "test_acc": final,
                "train_seconds": train_seconds, "total_seconds": time.perf_counter() - t0,
-               "checkpoint": ckpt, "plot": plot}
-    with open(os.path.join(args.out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+               "checkpoint": ckpt, "plot": figure}
+    write_metrics(os.path.join(args.out_dir, "metrics.json"), **metrics)
     print(f"\ntest accuracy {final:.2%} on {data.name} after {epochs} epochs "
           f"({train_seconds:.1f} s training, {metrics['total_seconds']:.1f} s in all)")
     return metrics

@@ -31,6 +31,7 @@ import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
 from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
 from apps.models import LanguageModel  # noqa: E402
+from apps.simple_ml import _detach_state  # noqa: E402
 
 
 def synthetic_text(n_train: int, n_test: int, vocab: int, seed: int) -> tuple:
@@ -56,28 +57,12 @@ def load_data(args: argparse.Namespace) -> tuple[list[int], list[int], int]:
     return corpus.train, corpus.test, len(corpus.dictionary)
 
 
-def cross_entropy(logits: ndl.Tensor, y: ndl.Tensor) -> ndl.Tensor:
-    """Mean softmax loss, with the one-hot targets built sparsely (10,000 classes)."""
-    n, classes = logits.shape
-    ids = y.numpy().astype(np.int64)
-    hot = np.zeros((n, classes), dtype=np.float32)
-    hot[np.arange(n), ids] = 1.0
-    hot = ndl.Tensor(hot, device=logits.device, requires_grad=False)
-    true_logit = (logits * hot).sum(axes=(1,))
-    return (ndl.logsumexp(logits, axes=(1,)) - true_logit).sum() / n
-
-
-def _detach(h: object) -> object:
-    if isinstance(h, tuple):
-        return tuple(t.detach() for t in h)
-    return None if h is None else h.detach()
-
-
 def run_epoch(data: np.ndarray, model: nn.Module, seq_len: int,
               opt: ndl.optim.Optimizer | None, clip: float | None, desc: str,
               show: bool) -> tuple[float, float]:
     """One pass over the windows of ``data``; returns (mean loss, accuracy) per token."""
     model.train() if opt is not None else model.eval()
+    loss_fn = nn.SoftmaxLoss()
     device = ndl.cpu()
     starts = range(0, data.shape[0] - 1, seq_len)
     total_loss, correct, seen, h = 0.0, 0, 0, None
@@ -86,8 +71,8 @@ def run_epoch(data: np.ndarray, model: nn.Module, seq_len: int,
         X, y = ndl.data.get_batch(data, i, seq_len, device=device, dtype="float32")
         with ndl.set_grad_enabled(opt is not None):
             logits, h = model(X, h)
-            loss = cross_entropy(logits, y)
-        h = _detach(h)
+            loss = loss_fn(logits, y)
+        h = _detach_state(h)
         if opt is not None:
             opt.reset_grad()
             loss.backward()
@@ -161,8 +146,9 @@ def main(argv: list[str] | None = None) -> Table:
     saved = checkpoint(model, os.path.join(args.out_dir, "language_model.npz"))
     print(f"checkpoint: {saved}")
     print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
-    write_metrics(table, os.path.join(args.out_dir, "metrics.json"), source=source,
-                  vocabulary=vocab, config=vars(args), checkpoint=saved, plot=figure)
+    write_metrics(os.path.join(args.out_dir, "metrics.json"), source=source,
+                  vocabulary=vocab, config=vars(args), checkpoint=saved, plot=figure,
+                  history=table.records())
     return table
 
 

@@ -11,13 +11,13 @@ graph of ``needle.graph`` Variables (data and weights), differentiated once with
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import time
 
 import numpy as np
 
 from needle import graph as ad
+from needle.data.datasets.mnist_dataset import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 # ----------------------------------------------------------------------------------------------
 # Data
@@ -36,15 +36,6 @@ def load_digits_sequences(seed: int, test_fraction: float = 0.2) -> tuple:
     return X[train], y[train], X[test], y[test]
 
 
-def _read_idx(path: str) -> np.ndarray:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
 def _find(data_dir: str, stem: str) -> str:
     for name in (stem, stem + ".gz"):
         path = os.path.join(data_dir, name)
@@ -57,8 +48,8 @@ def load_mnist_sequences(data_dir: str) -> tuple:
     """MNIST idx files as (N, 28 rows, 28 pixels) in [0, 1]."""
     parts = []
     for split in ("train", "t10k"):
-        images = _read_idx(_find(data_dir, f"{split}-images-idx3-ubyte"))
-        labels = _read_idx(_find(data_dir, f"{split}-labels-idx1-ubyte"))
+        images = read_idx(_find(data_dir, f"{split}-images-idx3-ubyte"), IMAGES_MAGIC)
+        labels = read_idx(_find(data_dir, f"{split}-labels-idx1-ubyte"), LABELS_MAGIC)
         parts += [(images / 255.0).astype(np.float32), labels.astype(np.int64)]
     return tuple(parts)
 
@@ -123,6 +114,7 @@ class Adam:
 
 def accuracy(evaluator: ad.Evaluator, X_var: ad.Variable, p_vars: dict, params: dict,
              X: np.ndarray, y: np.ndarray, batch: int = 500) -> float:
+    """Fraction of ``X`` whose predicted class is ``y``, evaluated ``batch`` rows at a time."""
     correct = 0
     for i in range(0, len(y), batch):
         feed = {X_var: X[i:i + batch], **{p_vars[k]: params[k] for k in p_vars}}

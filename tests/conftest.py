@@ -9,7 +9,9 @@ puts this directory on ``sys.path``.
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -49,6 +51,24 @@ def assert_close(actual, expected, rtol: float = 1e-10, atol: float = 1e-12) -> 
     want = np.asarray(expected)
     assert got.shape == want.shape, f"shape {got.shape}, expected {want.shape}"
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data files
+
+
+def write_idx(path, array, magic=None, gz=True, cut=0):
+    """Write ``array`` (uint8) as an idx file; ``cut`` drops that many bytes from the end."""
+    array = np.asarray(array, dtype=np.uint8)
+    if magic is None:
+        magic = 0x0800 + array.ndim
+    raw = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    raw += array.tobytes()
+    if cut:
+        raw = raw[:-cut]
+    with open(path, "wb") as f:
+        f.write(gzip.compress(raw) if gz else raw)
+    return str(path)
 
 
 # ----------------------------------------------------------------------------------------------

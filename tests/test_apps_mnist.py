@@ -1,25 +1,16 @@
 """apps: simple_ml (hw1), mlp_resnet (hw2) and the train_mnist demo on scikit-learn's digits."""
 
-import gzip
 import json
 import os
-import struct
+import urllib.request
 
 import numpy as np
 import pytest
+from conftest import write_idx
 
 import needle as ndl
 import needle.nn as nn
 from apps import mlp_resnet, simple_ml, train_mnist
-
-
-def write_idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">I", 0x0800 + array.ndim)
-    header += b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
-    return str(path)
-
 
 # ----------------------------------------------------------------------------------------------
 # simple_ml (hw1)
@@ -176,11 +167,11 @@ def test_main_writes_table_plot_checkpoint_and_metrics(tmp_path, capsys):
 def test_download_failure_falls_back_to_digits(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def offline(url, timeout):
-        calls.append((url, timeout))
+    def offline(request, timeout):
+        calls.append((request.full_url, timeout))
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(train_mnist.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     monkeypatch.setattr(train_mnist, "CACHE_DIR", str(tmp_path / "cache"))
     data = train_mnist.find_data(str(tmp_path / "nothing"), seed=0)
     assert data.name == "digits"
@@ -193,8 +184,9 @@ class _Response:
     def __init__(self, payload):
         self.payload = payload
 
-    def read(self):
-        return self.payload
+    def read(self, size=-1):
+        data, self.payload = self.payload, b""
+        return data
 
     def __enter__(self):
         return self
@@ -211,13 +203,14 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
     monkeypatch.setattr(train_mnist, "MNIST_FILES", good)
     served = []
 
-    def fake(url, timeout):
+    def fake(request, timeout):
+        url = request.full_url
         name = url.rsplit("/", 1)[1]
         served.append(url)
         # the first mirror serves corrupted bytes, the second the real ones
         return _Response(b"junk" if url.startswith(train_mnist.MIRRORS[0]) else payloads[name])
 
-    monkeypatch.setattr(train_mnist.urllib.request, "urlopen", fake)
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
     folder = train_mnist.download_mnist(str(tmp_path / "cache"))
     for name, payload in payloads.items():
         assert (tmp_path / "cache" / name).read_bytes() == payload
@@ -230,7 +223,7 @@ def test_download_verifies_checksums(tmp_path, monkeypatch):
 
 
 def test_all_mirrors_bad_checksum_raises(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mnist.urllib.request, "urlopen", lambda url, timeout: _Response(b"x"))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda request, timeout: _Response(b"x"))
     with pytest.raises(OSError, match="checksum mismatch"):
         train_mnist.download_mnist(str(tmp_path))
 

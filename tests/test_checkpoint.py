@@ -85,12 +85,24 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", crash)
+    # Fails halfway through writing the archive's first array.
+    monkeypatch.setattr(np.lib.format, "write_array", crash)
     with pytest.raises(OSError, match="disk full"):
         ndl.save({"w": np.full(3, 7.0)}, path)
     monkeypatch.undo()
     np.testing.assert_array_equal(ndl.load(path)["w"], np.zeros(3))  # old checkpoint intact
     assert sorted(os.listdir(tmp_path)) == ["ckpt.npz"]
+
+
+def test_keys_named_like_savez_arguments_round_trip(tmp_path):
+    # np.savez(f, **arrays) would take these keys as its own arguments.
+    state = {"file": np.arange(3.0), "allow_pickle": np.ones((2, 2), np.float32)}
+    ndl.save(state, tmp_path / "x.npz")
+    loaded = ndl.load(tmp_path / "x.npz")
+    assert list(loaded) == ["file", "allow_pickle"]
+    for key, value in state.items():
+        assert loaded[key].dtype == value.dtype
+        np.testing.assert_array_equal(loaded[key], value)
 
 
 def test_save_rejects_non_numeric_and_bad_keys(tmp_path):

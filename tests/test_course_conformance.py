@@ -1,10 +1,9 @@
 """Regressions for shapes the course's public hw2 tests pin down (found by running them)."""
 
-import gzip
 import math
-import struct
 
 import numpy as np
+from conftest import write_idx
 
 import needle as ndl
 from needle import nn
@@ -25,18 +24,10 @@ def test_linear_bias_is_1d_with_the_course_rng_stream():
                                x @ lin.weight.numpy() + expected, rtol=1e-5, atol=1e-5)
 
 
-def _idx(path, array):
-    array = np.asarray(array, dtype=np.uint8)
-    header = struct.pack(">I", 0x0800 + array.ndim)
-    header += b"".join(struct.pack(">I", d) for d in array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
-    return str(path)
-
-
 def test_mnist_items_are_hwc_images_and_slices_are_batches_of_them(tmp_path):
     images = np.arange(3 * 28 * 28, dtype=np.int64).reshape(3, 28, 28) % 256
-    img = _idx(tmp_path / "img.gz", images)
-    lab = _idx(tmp_path / "lab.gz", [7, 0, 2])
+    img = write_idx(tmp_path / "img.gz", images)
+    lab = write_idx(tmp_path / "lab.gz", [7, 0, 2])
     ds = ndl.data.MNISTDataset(img, lab)
     x, y = ds[1]
     assert x.shape == (28, 28, 1) and y == 0

@@ -1,27 +1,11 @@
 """needle.data: DataLoader, transforms, NDArrayDataset and MNISTDataset on generated idx files."""
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
+from conftest import write_idx
 
 import needle as ndl
 from needle.data import DataFormatError
-
-
-def write_idx(path, array, magic=None, gz=True, cut=0):
-    """Write ``array`` (uint8) as an idx file; ``cut`` drops that many bytes from the end."""
-    array = np.asarray(array, dtype=np.uint8)
-    if magic is None:
-        magic = 0x0800 + array.ndim
-    raw = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    raw += array.tobytes()
-    if cut:
-        raw = raw[:-cut]
-    with open(path, "wb") as f:
-        f.write(gzip.compress(raw) if gz else raw)
-    return str(path)
 
 
 @pytest.fixture

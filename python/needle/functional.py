@@ -45,9 +45,15 @@ def _like(value: Any, ref: Tensor, what: str) -> Tensor:
     return value
 
 
-def _ones(ref: Tensor) -> Tensor:
+def _const(values: numpy.ndarray, ref: Tensor, requires_grad: bool = False) -> Tensor:
+    """``values`` (of ``ref``'s shape) as a constant in ``ref``'s dtype, on its device."""
     data = ref.realize_cached_data()
-    return Tensor.make_const(_array.wrap(numpy.ones(data.shape, data.dtype), data))
+    return Tensor.make_const(_array.wrap(numpy.asarray(values, data.dtype), data),
+                             requires_grad=requires_grad)
+
+
+def _ones(ref: Tensor) -> Tensor:
+    return _const(numpy.ones(ref.shape), ref)
 
 
 def _pullback(out: Tensor, seed: Tensor, xs: Sequence[Tensor]) -> list[Tensor]:
@@ -164,9 +170,7 @@ def jvp(fn: Callable[..., Tensor], primals: Any, tangents: Any) -> tuple[Tensor,
     xs, ts = _pairs(primals, tangents, "jvp")
     with enable_grad():
         out = _check_output(fn(*xs), "jvp", scalar=False)
-        data = out.realize_cached_data()
-        u = Tensor.make_const(_array.wrap(numpy.zeros(data.shape, data.dtype), data),
-                              requires_grad=True)
+        u = _const(numpy.zeros(out.shape), out, requires_grad=True)
         projected = _inner(_pullback(out, u, xs), ts)
         (tangent_out,) = _pullback(projected, _ones(projected), [u])
     return out, tangent_out
@@ -202,13 +206,11 @@ def jacobian(fn: Callable[..., Tensor], argnums: Argnums = 0) -> Callable[..., A
             out = _check_output(fn(*args, **kwargs), "jacobian", scalar=False)
             if out.size == 0:
                 raise ShapeError("jacobian: fn returned an empty tensor")
-            data = out.realize_cached_data()
             rows = []
             for k in range(out.size):
-                onehot = numpy.zeros(out.size, data.dtype)
+                onehot = numpy.zeros(out.size)
                 onehot[k] = 1
-                seed = Tensor.make_const(_array.wrap(onehot.reshape(data.shape), data))
-                rows.append(_pullback(out, seed, xs))
+                rows.append(_pullback(out, _const(onehot.reshape(out.shape), out), xs))
             jacs = [ops.stack([ops.reshape(row[j], (x.size,)) for row in rows], 0)
                     .reshape(out.shape + x.shape) for j, x in enumerate(xs)]
         return _pick(jacs, argnums)

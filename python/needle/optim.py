@@ -23,14 +23,8 @@ def _array(t: Tensor) -> np.ndarray:
     return as_numpy(t.realize_cached_data())
 
 
-def _assign(p: Tensor, value: np.ndarray) -> None:
-    """Set ``p.data`` to ``value`` in ``p``'s dtype, on ``p``'s device."""
-    like = p.realize_cached_data()
-    p.data = Tensor.make_const(wrap(np.asarray(value, dtype=like.dtype), like))
-
-
-def _state(value: np.ndarray, like: Tensor) -> Tensor:
-    """Optimizer state as a constant tensor beside its parameter."""
+def _like(value: np.ndarray, like: Tensor) -> Tensor:
+    """``value`` as a constant tensor in ``like``'s dtype, on ``like``'s device."""
     data = like.realize_cached_data()
     return Tensor.make_const(wrap(np.asarray(value, dtype=data.dtype), data))
 
@@ -99,10 +93,10 @@ class SGD(Optimizer):
             if beta:
                 prev = self.u.get(p)
                 u = (1 - beta) * g if prev is None else beta * _array(prev) + (1 - beta) * g
-                self.u[p] = _state(u, p)
+                self.u[p] = _like(u, p)
             else:
                 u = g
-            _assign(p, w - self.lr * u)
+            p.data = _like(w - self.lr * u, p)
 
 
 class Adam(Optimizer):
@@ -142,8 +136,8 @@ class Adam(Optimizer):
             m_prev, v_prev = self.m.get(p), self.v.get(p)
             m = (1 - b1) * g if m_prev is None else b1 * _array(m_prev) + (1 - b1) * g
             v = (1 - b2) * g * g if v_prev is None else b2 * _array(v_prev) + (1 - b2) * g * g
-            self.m[p], self.v[p] = _state(m, p), _state(v, p)
-            _assign(p, w - self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps))
+            self.m[p], self.v[p] = _like(m, p), _like(v, p)
+            p.data = _like(w - self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps), p)
 
 
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
@@ -165,8 +159,6 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for p in with_grad:
-            grad = p.grad.realize_cached_data()
-            p.grad = Tensor.make_const(wrap(np.asarray(as_numpy(grad) * scale, dtype=grad.dtype),
-                                            grad))
+            p.grad = _like(_array(p.grad) * scale, p.grad)
     return total
 

@@ -60,7 +60,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            _write_npz(f, arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -69,6 +69,15 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             os.remove(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _write_npz(f: Any, arrays: dict) -> None:
+    # What np.savez writes, by hand: np.savez(f, **arrays) would take a key named "file"
+    # or "allow_pickle" as its own keyword argument (an error, or an array silently lost).
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+        for key, array in arrays.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 def _fsync_dir(folder: str) -> None:

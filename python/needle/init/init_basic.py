@@ -11,24 +11,18 @@ import numpy as np
 
 from ..autograd import Tensor
 from ..backend_selection import BACKEND, default_device
+from ..errors import ShapeError
 
 
 def _device(device: Any) -> Any:
     return default_device() if device is None else device
 
 
-def _uniform01(device: Any, shape: tuple) -> np.ndarray:
-    """``shape`` uniform [0, 1) samples in float64, in one draw on ``device``."""
+def _draw(device: Any, kind: str, shape: tuple) -> np.ndarray:
+    """``shape`` samples of ``device.rand`` or ``device.randn`` in float64, in one draw."""
     if BACKEND == "nd":
-        return device.rand(*shape, dtype="float64").numpy()
-    return np.asarray(device.rand(*shape), dtype=np.float64)
-
-
-def _normal01(device: Any, shape: tuple) -> np.ndarray:
-    """``shape`` standard normal samples in float64, in one draw on ``device``."""
-    if BACKEND == "nd":
-        return device.randn(*shape, dtype="float64").numpy()
-    return np.asarray(device.randn(*shape), dtype=np.float64)
+        return getattr(device, kind)(*shape, dtype="float64").numpy()
+    return np.asarray(getattr(device, kind)(*shape), dtype=np.float64)
 
 
 def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> Tensor:
@@ -55,7 +49,7 @@ def rand(
         Passed to the new Tensor.
     """
     device = _device(device)
-    array = _uniform01(device, shape) * (high - low) + low
+    array = _draw(device, "rand", shape) * (high - low) + low
     return _tensor(array, device, dtype, requires_grad)
 
 
@@ -69,7 +63,7 @@ def randn(
 ) -> Tensor:
     """Normal samples with the given ``mean`` and ``std``."""
     device = _device(device)
-    array = _normal01(device, shape) * std + mean
+    array = _draw(device, "randn", shape) * std + mean
     return _tensor(array, device, dtype, requires_grad)
 
 
@@ -112,7 +106,7 @@ def randb(
     0.0 and 1.0 (or float64 when asked); under ``NEEDLE_BACKEND=np`` it is bool by default.
     """
     device = _device(device)
-    mask = _uniform01(device, shape) <= p
+    mask = _draw(device, "rand", shape) <= p
     if BACKEND == "nd" and np.dtype(dtype).kind != "f":
         dtype = "float32"
     return _tensor(mask, device, dtype, requires_grad)
@@ -134,8 +128,6 @@ def one_hot(
     ids = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     ids = ids.astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= n):
-        from ..errors import ShapeError
-
         raise ShapeError(f"one_hot: class ids must be in [0, {n}); got {ids.min()}..{ids.max()}")
     # Scatter into (len(ids), n) rather than indexing an n x n identity: PTB has n = 10,000.
     array = np.zeros(ids.shape + (n,), dtype=np.float64)

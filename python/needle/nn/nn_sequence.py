@@ -40,6 +40,14 @@ def _check_input(name: str, x: Tensor, ndim: int, size: int) -> None:
         raise ShapeError(f"{name}: expected input {want}{size}), got shape {x.shape}")
 
 
+def _check_state(name: str, h: Tensor, x: Tensor, num_layers: int, hidden_size: int) -> None:
+    # zip() over the layers would silently drop or ignore layers of a mis-shaped state.
+    want = (num_layers, x.shape[1], hidden_size)
+    if tuple(h.shape) != want:
+        raise ShapeError(f"{name}: expected initial state of shape {want} (num_layers, batch, "
+                         f"hidden_size) for input {x.shape}, got {h.shape}")
+
+
 class RNNCell(Module):
     """One step of an Elman RNN: ``h' = act(x W_ih + b_ih + h W_hh + b_hh)``.
 
@@ -107,6 +115,8 @@ class RNN(Module):
 
     def forward(self, X: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         _check_input("RNN", X, 3, self.input_size)
+        if h0 is not None:
+            _check_state("RNN", h0, X, self.num_layers, self.hidden_size)
         steps = _unstack(X)
         h_init = _unstack(h0) if h0 is not None else [None] * self.num_layers
         h_last = []
@@ -184,6 +194,8 @@ class LSTM(Module):
         if h is None:
             states: list = [None] * self.num_layers
         else:
+            for state in h:
+                _check_state("LSTM", state, X, self.num_layers, self.hidden_size)
             states = list(zip(_unstack(h[0]), _unstack(h[1])))
         h_last, c_last = [], []
         for cell, state in zip(self.lstm_cells, states):
@@ -216,10 +228,7 @@ class Embedding(Module):
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise ShapeError(f"Embedding: ids must be in [0, {self.num_embeddings}), got "
                              f"{ids.min()}..{ids.max()}")
-        # Built directly: a row of the identity per id, without an n x n identity.
-        one_hot = np.zeros((ids.size, self.num_embeddings), dtype=np.float32)
-        one_hot[np.arange(ids.size), ids] = 1.0
-        hot = Tensor(one_hot, device=self.weight.device, dtype=self.weight.dtype,
-                     requires_grad=False)
+        hot = init.one_hot(self.num_embeddings, ids, device=self.weight.device,
+                           dtype=self.weight.dtype)
         out = hot @ self.weight
         return ops.reshape(out, tuple(x.shape) + (self.embedding_dim,))

@@ -15,14 +15,8 @@ from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
-from .ops_logarithmic import _stable_max
-from .ops_mathematic import (
-    BroadcastLike,
-    _normalize_axes,
-    summation,
-    transpose,
-    unbroadcast,
-)
+from .ops_logarithmic import Softmax, _stable_max
+from .ops_mathematic import MatMul, _normalize_axes
 from .ops_mathematic import matmul as _matmul
 
 __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softmax"]
@@ -48,11 +42,9 @@ def _product(a: Any, b: Any, op: str) -> numpy.ndarray:
 
 
 def _matmul_grads(grad_h: Tensor, node: Tensor) -> tuple:
-    """Push the gradient of ``h = a @ b`` back to ``a`` and ``b``."""
-    a, b = node.inputs
-    grad_a = unbroadcast(grad_h @ transpose(b), a) if a.requires_grad else None
-    grad_b = unbroadcast(transpose(a) @ grad_h, b) if b.requires_grad else None
-    return grad_a, grad_b
+    """Push the gradient of ``h = a @ b`` back to ``a`` and ``b`` (MatMul's own rule: it
+    reads only ``node.inputs``, which the fused node shares)."""
+    return MatMul().gradient(grad_h, node)
 
 
 class MatMulLayerNorm(TensorOp):
@@ -104,8 +96,8 @@ class MatMulSoftmax(TensorOp):
         return wrap(h, a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
-        dot = BroadcastLike(self.axis)(summation(out_grad * node, self.axis), node)
-        return _matmul_grads(node * (out_grad - dot), node)
+        # The node's value is softmax(h), so Softmax's rule gives the gradient of h.
+        return _matmul_grads(Softmax(self.axis).gradient(out_grad, node), node)
 
 
 def matmul_softmax(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:

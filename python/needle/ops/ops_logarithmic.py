@@ -44,6 +44,7 @@ class LogSoftmax(TensorOp):
 
 
 def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Stable ``a - logsumexp(a)`` along ``axis`` (default: the last)."""
     return LogSoftmax(axis)(a)
 
 
@@ -68,6 +69,7 @@ class LogSumExp(TensorOp):
 
 
 def logsumexp(a: Tensor, axes: Any = None) -> Tensor:
+    """Stable ``log(sum(exp(a)))`` over ``axes`` (None: all; int or tuple), dropping them."""
     return LogSumExp(axes=axes)(a)
 
 
@@ -89,4 +91,5 @@ class Softmax(TensorOp):
 
 
 def softmax(a: Tensor, axis: int = -1) -> Tensor:
+    """Stable ``exp(a) / sum(exp(a))`` along ``axis`` (default: the last)."""
     return Softmax(axis)(a)

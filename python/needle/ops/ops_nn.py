@@ -33,7 +33,13 @@ class Flip(TensorOp):
 
 
 def flip(a: Tensor, axes: Any) -> Tensor:
+    """``a`` reversed along ``axes`` (an int or a tuple of ints)."""
     return Flip(axes)(a)
+
+
+def _every(step: int, axes: tuple, ndim: int) -> tuple:
+    """The index that keeps every ``step``-th element along ``axes`` (all of the others)."""
+    return tuple(slice(None, None, step) if i in axes else slice(None) for i in range(ndim))
 
 
 def _check_dilation(op: str, dilation: Any) -> int:
@@ -55,8 +61,7 @@ class Dilate(TensorOp):
         step = self.dilation + 1
         shape = [d * step if i in axes else d for i, d in enumerate(av.shape)]
         out = numpy.zeros(shape, dtype=av.dtype)
-        out[tuple(slice(None, None, step) if i in axes else slice(None)
-                  for i in range(av.ndim))] = av
+        out[_every(step, axes, av.ndim)] = av
         return wrap(out, a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
@@ -64,6 +69,7 @@ class Dilate(TensorOp):
 
 
 def dilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
+    """``a`` with ``dilation`` zeros inserted after every element along ``axes``."""
     return Dilate(axes, dilation)(a)
 
 
@@ -77,16 +83,14 @@ class UnDilate(TensorOp):
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
         axes = _normalize_axes(self.axes, av.ndim, "undilate", av.shape)
-        step = self.dilation + 1
-        index = tuple(slice(None, None, step) if i in axes else slice(None)
-                      for i in range(av.ndim))
-        return wrap(contiguous(av[index]), a)
+        return wrap(contiguous(av[_every(self.dilation + 1, axes, av.ndim)]), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return DilateLike(self.axes, self.dilation)(out_grad, node.inputs[0])
 
 
 def undilate(a: Tensor, axes: Any, dilation: int) -> Tensor:
+    """Every ``(1 + dilation)``-th element of ``a`` along ``axes`` (the inverse of dilate)."""
     return UnDilate(axes, dilation)(a)
 
 
@@ -102,8 +106,7 @@ class DilateLike(TensorOp):
         gv = as_numpy(g)
         axes = _normalize_axes(self.axes, gv.ndim, "dilate", gv.shape)
         out = numpy.zeros(ref.shape, dtype=gv.dtype)
-        out[tuple(slice(None, None, self.dilation + 1) if i in axes else slice(None)
-                  for i in range(gv.ndim))] = gv
+        out[_every(self.dilation + 1, axes, gv.ndim)] = gv
         return wrap(out, g)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
@@ -130,6 +133,7 @@ class Pad(TensorOp):
 
 
 def pad(a: Tensor, axes: Any) -> Tensor:
+    """``a`` zero-padded by ``axes`` = ((before, after), ...), one pair per axis."""
     return Pad(axes)(a)
 
 
@@ -189,16 +193,20 @@ def _col2im(cols: numpy.ndarray, x_shape: tuple, kh: int, kw: int, s: int,
     return out[:, p:p + h, p:p + wd, :] if p else out
 
 
-class Conv(TensorOp):
+class _ConvOp(TensorOp):
+    """Holds the checked ``stride`` and ``padding`` shared by conv and its gradient ops."""
+
+    def __init__(self, stride: int = 1, padding: int = 0):
+        self.stride = _conv_param(stride, "stride", 1)
+        self.padding = _conv_param(padding, "padding", 0)
+
+
+class Conv(_ConvOp):
     """2-D convolution (cross-correlation) of NHWC input with a (kh, kw, Cin, Cout) kernel.
 
     Computed as one matrix product over an im2col view of the padded input; the
     gradients are the dedicated ops ConvGradInput and ConvGradWeight (one matmul each).
     """
-
-    def __init__(self, stride: int = 1, padding: int = 0):
-        self.stride = _conv_param(stride, "stride", 1)
-        self.padding = _conv_param(padding, "padding", 0)
 
     def compute(self, A: Any, B: Any) -> Any:
         x, w = as_numpy(A), as_numpy(B)
@@ -219,18 +227,32 @@ class Conv(TensorOp):
 
 
 def conv(a: Tensor, b: Tensor, stride: int = 1, padding: int = 1) -> Tensor:
+    """2-D convolution of NHWC ``a`` with a (k, k, Cin, Cout) kernel ``b``.
+
+    Parameters
+    ----------
+    a : Tensor
+        Input batch (N, H, W, Cin).
+    b : Tensor
+        Kernel (kh, kw, Cin, Cout).
+    stride : int
+        Step between windows.
+    padding : int
+        Zeros added on each side of H and W (the course's default is 1).
+
+    Returns
+    -------
+    Tensor
+        (N, (H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1, Cout).
+    """
     return Conv(stride, padding)(a, b)
 
 
-class ConvGradInput(TensorOp):
+class ConvGradInput(_ConvOp):
     """Input gradient of ``conv``: ``(dY, W, X) -> dX``; X is only read for its shape.
 
     Linear in dY and W, so its own gradients are a conv and a ConvGradWeight.
     """
-
-    def __init__(self, stride: int = 1, padding: int = 0):
-        self.stride = _conv_param(stride, "stride", 1)
-        self.padding = _conv_param(padding, "padding", 0)
 
     def compute(self, G: Any, B: Any, ref: Any) -> Any:
         g, w = as_numpy(G), as_numpy(B)
@@ -251,15 +273,11 @@ class ConvGradInput(TensorOp):
         return grad_g, grad_w, None
 
 
-class ConvGradWeight(TensorOp):
+class ConvGradWeight(_ConvOp):
     """Kernel gradient of ``conv``: ``(X, dY, W) -> dW``; W is only read for its shape.
 
     Linear in X and dY, so its own gradients are a ConvGradInput and a conv.
     """
-
-    def __init__(self, stride: int = 1, padding: int = 0):
-        self.stride = _conv_param(stride, "stride", 1)
-        self.padding = _conv_param(padding, "padding", 0)
 
     def compute(self, A: Any, G: Any, ref: Any) -> Any:
         x, g = as_numpy(A), as_numpy(G)

@@ -8,11 +8,13 @@ import numpy
 
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
-from ..errors import IndexOutOfRange, ShapeError
+from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from .ops_mathematic import zeros_like
 
 
 class MakeTensorTuple(TensorTupleOp):
+    """Group tensors into one TensorTuple node."""
+
     def compute(self, *args: Any) -> tuple:
         return tuple(args)
 
@@ -21,18 +23,30 @@ class MakeTensorTuple(TensorTupleOp):
 
 
 def make_tuple(*args: Tensor) -> TensorTuple:
+    """A TensorTuple of ``args`` (its gradient is the tuple of their gradients)."""
     return MakeTensorTuple()(*args)
 
 
+def _index_error(index: int, n: int) -> IndexOutOfRange:
+    return IndexOutOfRange(f"tuple_get_item: index {index} out of range for a tuple of "
+                           f"{n} tensors")
+
+
 class TupleGetItem(TensorOp):
+    """Element ``index`` of a TensorTuple."""
+
     def __init__(self, index: int):
         self.index = index
+        # Op.tuple_index tells the engine to pass this gradient on as one tuple slot.
         self.tuple_index = index
 
     def __call__(self, a: TensorTuple, fold_const: bool = True) -> Value:
-        assert isinstance(a, TensorTuple)
+        if not isinstance(a, TensorTuple):
+            raise DTypeError(f"tuple_get_item: expects a TensorTuple, got {type(a).__name__}")
         # Constant-fold getitem on make_tuple.
         if fold_const and isinstance(a.op, MakeTensorTuple):
+            if not -len(a.inputs) <= self.index < len(a.inputs):
+                raise _index_error(self.index, len(a.inputs))
             return a.inputs[self.index]
         return Tensor.make_from_op(self, (a,))
 
@@ -40,8 +54,7 @@ class TupleGetItem(TensorOp):
         try:
             return a[self.index]
         except IndexError:
-            raise IndexOutOfRange(f"tuple_get_item: index {self.index} out of range for a tuple "
-                             f"of {len(a)} tensors") from None
+            raise _index_error(self.index, len(a)) from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
         tup = node.inputs[0]
@@ -51,10 +64,13 @@ class TupleGetItem(TensorOp):
 
 
 def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
+    """Element ``index`` of ``value`` (folded to the input itself for a ``make_tuple``)."""
     return TupleGetItem(index)(value)
 
 
 class FusedAddScalars(TensorTupleOp):
+    """``(x + c0, x + c1)`` as one node."""
+
     def __init__(self, c0: float, c1: float):
         self.c0 = c0
         self.c1 = c1
@@ -68,6 +84,7 @@ class FusedAddScalars(TensorTupleOp):
 
 
 def fused_add_scalars(x: Tensor, c0: float, c1: float) -> TensorTuple:
+    """The pair ``(x + c0, x + c1)`` from one op."""
     return FusedAddScalars(c0, c1)(x)
 
 
@@ -94,6 +111,7 @@ class Stack(TensorOp):
 
 
 def stack(args: list | tuple, axis: int) -> Tensor:
+    """Stack equally shaped tensors ``args`` along a new axis ``axis``."""
     return Stack(axis)(make_tuple(*args))
 
 
@@ -116,4 +134,5 @@ class Split(TensorTupleOp):
 
 
 def split(a: Tensor, axis: int) -> TensorTuple:
+    """The slices of ``a`` along ``axis`` (that axis removed), as a TensorTuple."""
     return Split(axis)(a)

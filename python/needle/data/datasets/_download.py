@@ -7,6 +7,7 @@ says where to put the files by hand.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.request
@@ -70,7 +71,9 @@ def fetch(url: str, dest: str | os.PathLike, checksum: str,
         with urllib.request.urlopen(request, timeout=timeout) as response, \
                 open(partial, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
+        # HTTPException (e.g. IncompleteRead on a dropped connection) is not an OSError;
+        # callers only expect OSError, and the partial file must not be left behind.
         partial.unlink(missing_ok=True)
         raise OSError(f"could not download {url}: {exc}") from exc
     got = file_digest(partial, algorithm)

@@ -13,10 +13,9 @@ import numpy
 
 from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
-from ..errors import ShapeError
 from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
 from .ops_logarithmic import Softmax, _stable_max
-from .ops_mathematic import MatMul, _normalize_axes
+from .ops_mathematic import MatMul, _normalize_axes, matmul_arrays
 from .ops_mathematic import matmul as _matmul
 
 __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softmax"]
@@ -24,18 +23,7 @@ __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softm
 
 def _product(a: Any, b: Any, op: str) -> numpy.ndarray:
     """``a @ b`` as a fresh numpy array, with needle's matmul error messages."""
-    av, bv = as_numpy(a), as_numpy(b)
-    if av.ndim < 2 or bv.ndim < 2:
-        raise ShapeError(f"{op}: operands need at least 2 dims, got shapes {tuple(av.shape)} "
-                         f"and {tuple(bv.shape)}")
-    if av.shape[-1] != bv.shape[-2]:
-        raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
-                         f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
-    try:
-        out = numpy.matmul(av, bv)
-    except ValueError:
-        raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
-                         "cannot be broadcast together") from None
+    out = matmul_arrays(as_numpy(a), as_numpy(b), op)
     if out.dtype.kind != "f":
         out = out.astype(numpy.float32)
     return out

@@ -927,22 +927,26 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
 # Matrix product
 
 
+def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str) -> numpy.ndarray:
+    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit."""
+    if av.ndim < 2 or bv.ndim < 2:
+        raise ShapeError(f"{op}: operands need at least 2 dims, got shapes "
+                         f"{tuple(av.shape)} and {tuple(bv.shape)}")
+    if av.shape[-1] != bv.shape[-2]:
+        raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
+                         f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
+    try:
+        return av @ bv
+    except ValueError:
+        raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
+                         "cannot be broadcast together") from None
+
+
 class MatMul(TensorOp):
     """Matrix product with batch broadcasting (numpy ``matmul`` rules, 2-D or more)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        av, bv = as_numpy(a), as_numpy(b)
-        if av.ndim < 2 or bv.ndim < 2:
-            raise ShapeError(f"matmul: operands need at least 2 dims, got shapes "
-                             f"{tuple(av.shape)} and {tuple(bv.shape)}")
-        if av.shape[-1] != bv.shape[-2]:
-            raise ShapeError(f"matmul: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
-                             f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
-        try:
-            return wrap(av @ bv, a)
-        except ValueError:
-            raise ShapeError(f"matmul: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
-                             "cannot be broadcast together") from None
+        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul"), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs

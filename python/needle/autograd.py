@@ -8,6 +8,7 @@ Nothing here recurses over the graph, so chains of 100,000 ops work.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterable
@@ -101,7 +102,7 @@ class enable_grad(set_grad_enabled):
 # lookup when it is off; the per-thread flag decides when it is on.
 _ANOMALY_DEPTH = 0
 _ANOMALY = threading.local()
-_PACKAGE_DIR = __file__.rsplit("/", 1)[0]
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class detect_anomaly:

@@ -96,7 +96,10 @@ class SGD(Optimizer):
                 self.u[p] = _like(u, p)
             else:
                 u = g
-            p.data = _like(w - self.lr * u, p)
+            # One fresh array for the new value (allocating large arrays is what costs here).
+            new = np.multiply(u, -self.lr, dtype=w.dtype)
+            new += w
+            p.data = _like(new, p)
 
 
 class Adam(Optimizer):

@@ -7,27 +7,15 @@ import numpy as np
 from autograd import value_and_grad
 from autograd.scipy.special import logsumexp
 
-from .workloads import Case, Unavailable
+from .workloads import Case, Unavailable, chain_forward
 
 
 def chain(data: dict) -> Case:
     """W1/W4: ``x + c_add``, ``x * c_mul``, ``tanh``, ``x * scalar`` in turn; loss = sum."""
     x = data["x"]
-    c_add, c_mul = data["c_add"], data["c_mul"]
-    scalar, n_ops = data["scalar"], data["n_ops"]
 
     def forward(y):
-        for i in range(n_ops):
-            k = i % 4
-            if k == 0:
-                y = y + c_add
-            elif k == 1:
-                y = y * c_mul
-            elif k == 2:
-                y = anp.tanh(y)
-            else:
-                y = y * scalar
-        return y
+        return chain_forward(y, data, anp.tanh)
 
     loss_and_grad = value_and_grad(lambda y: anp.sum(forward(y)))
     last: dict = {}

@@ -10,7 +10,7 @@ import numpy as np
 
 import needle as ndl
 
-from .workloads import Case, Unavailable
+from .workloads import Case, Unavailable, chain_forward
 
 
 def _const(array: np.ndarray, requires_grad: bool = False) -> ndl.Tensor:
@@ -20,22 +20,11 @@ def _const(array: np.ndarray, requires_grad: bool = False) -> ndl.Tensor:
 def chain(data: dict) -> Case:
     """W1/W4: ``x + c_add``, ``x * c_mul``, ``tanh``, ``x * scalar`` in turn; loss = sum."""
     x = _const(data["x"], requires_grad=True)
-    c_add, c_mul = _const(data["c_add"]), _const(data["c_mul"])
-    scalar, n_ops = data["scalar"], data["n_ops"]
+    consts = dict(data, c_add=_const(data["c_add"]), c_mul=_const(data["c_mul"]))
     last: dict = {}
 
     def step() -> None:
-        y = x
-        for i in range(n_ops):
-            k = i % 4
-            if k == 0:
-                y = y + c_add
-            elif k == 1:
-                y = y * c_mul
-            elif k == 2:
-                y = ndl.tanh(y)
-            else:
-                y = y * scalar
+        y = chain_forward(x, consts, ndl.tanh)
         loss = y.sum()
         loss.backward()
         last.update(y=y.detach(), loss=loss.detach())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .workloads import Case
+from .workloads import Case, chain_forward
 
 
 def _t(array: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
@@ -15,23 +15,12 @@ def _t(array: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
 def chain(data: dict) -> Case:
     """W1/W4: ``x + c_add``, ``x * c_mul``, ``tanh``, ``x * scalar`` in turn; loss = sum."""
     x = _t(data["x"], requires_grad=True)
-    c_add, c_mul = _t(data["c_add"]), _t(data["c_mul"])
-    scalar, n_ops = data["scalar"], data["n_ops"]
+    consts = dict(data, c_add=_t(data["c_add"]), c_mul=_t(data["c_mul"]))
     last: dict = {}
 
     def step() -> None:
         x.grad = None
-        y = x
-        for i in range(n_ops):
-            k = i % 4
-            if k == 0:
-                y = y + c_add
-            elif k == 1:
-                y = y * c_mul
-            elif k == 2:
-                y = torch.tanh(y)
-            else:
-                y = y * scalar
+        y = chain_forward(x, consts, torch.tanh)
         loss = y.sum()
         loss.backward()
         last.update(y=y.detach(), loss=loss.detach())

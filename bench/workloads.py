@@ -104,6 +104,26 @@ def chain_data(n_ops: int, n: int, deep: bool = False) -> dict:
     return data
 
 
+def chain_forward(y, data: dict, tanh: Callable):
+    """W1/W4's op chain: ``+ c_add``, ``* c_mul``, ``tanh``, ``* scalar`` in turn.
+
+    ``y``, ``data["c_add"]`` and ``data["c_mul"]`` are the framework's own arrays or tensors;
+    ``tanh`` is its tanh. Shared so that every autodiff framework runs the same chain.
+    """
+    c_add, c_mul, scalar = data["c_add"], data["c_mul"], data["scalar"]
+    for i in range(data["n_ops"]):
+        k = i % 4
+        if k == 0:
+            y = y + c_add
+        elif k == 1:
+            y = y * c_mul
+        elif k == 2:
+            y = tanh(y)
+        else:
+            y = y * scalar
+    return y
+
+
 def mlp_data(batch: int, dims: tuple) -> dict:
     """Inputs of the MLP step (W2, W5): a batch, labels, and weights (in, out), bias (1, out)."""
     rng = np.random.default_rng(2)

@@ -370,7 +370,7 @@ def test_data_getter_and_setter():
 def test_repr_shows_values_shape_dtype_device():
     r = repr(ndl.Tensor([[1.0, 2.0]]))
     assert r.startswith("needle.Tensor(")
-    assert "shape=(1, 2)" in r and "float32" in r or "float64" in r
+    assert "shape=(1, 2)" in r and ("float32" in r or "float64" in r)
     assert str(ndl.default_device()) in r and "1." in r
 
 

@@ -18,7 +18,7 @@ import numpy
 
 from . import _array
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
-from .errors import DeviceError, DTypeError, GraphError, ShapeError
+from .errors import DeviceError, DTypeError, GraphError, ShapeError, device_unavailable
 
 # When True, ops build nodes and compute only on ``realize_cached_data()``.
 LAZY_MODE = False
@@ -445,6 +445,27 @@ def _to_numpy_input(array: Any) -> numpy.ndarray:
     return out
 
 
+def _reject_keywords(where: str, kwargs: dict, known: tuple) -> None:
+    """A TypeError naming the first unknown keyword (and the known one it resembles)."""
+    import difflib
+
+    name = next(iter(kwargs))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}; "
+                    f"it accepts {', '.join(known)}")
+
+
+def _check_device(device: Any, where: str) -> None:
+    """DeviceError unless ``device`` is a needle device that is enabled on this machine."""
+    enabled = getattr(type(device), "enabled", None)
+    if enabled is None:
+        raise DeviceError(f"{where}: device must be a needle device such as ndl.cpu(), "
+                          f"got {device!r} of type {type(device).__name__}")
+    if not enabled(device):
+        raise device_unavailable(device, where)
+
+
 class Tensor(Value):
     """An n-dimensional array that records the ops applied to it.
 
@@ -459,6 +480,13 @@ class Tensor(Value):
         default ``nd`` backend (which also supports ``"float64"``).
     requires_grad : bool
         Whether ``backward()`` computes a gradient for this tensor.
+
+    Raises
+    ------
+    TypeError
+        For any other keyword argument (a typo such as ``requires_gard`` is not ignored).
+    DeviceError
+        ``device`` is not a needle device, or is not enabled (``ndl.cuda()`` without a GPU).
     """
 
     __slots__ = ()
@@ -477,6 +505,10 @@ class Tensor(Value):
         requires_grad: bool = True,
         **kwargs: Any,
     ) -> None:
+        if kwargs:
+            _reject_keywords("Tensor", kwargs, ("device", "dtype", "requires_grad"))
+        if device is not None:
+            _check_device(device, "Tensor")
         if isinstance(array, Tensor):
             if device is None:
                 device = array.device

@@ -10,8 +10,7 @@ import numpy as np
 
 from .. import init, ops
 from ..autograd import Tensor, no_grad
-from ..errors import DTypeError, ShapeError
-from ..serialization import CheckpointError
+from ..errors import CheckpointError, DTypeError, NeedleError, ShapeError
 
 __all__ = [
     "Parameter", "Module", "Identity", "Linear", "Flatten", "ReLU", "Tanh", "Sigmoid",
@@ -58,6 +57,33 @@ def _named_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             yield from _named_items(v, f"{prefix}.{i}")
+
+
+def _name_module_in_error(error: NeedleError, module: Module) -> None:
+    """Prefix ``error``'s message with the module it passed through, keeping its type.
+
+    Nested modules build a path, ``Sequential[1] > Residual > Linear: <message>``. A
+    message that already starts with the innermost module's name (the modules' own input
+    checks) is not prefixed twice. The exception is updated in place and re-raised by the
+    caller, so its type and traceback are kept.
+    """
+    name = type(module).__name__
+    child = error.__dict__.pop("_needle_child", None)
+    if child is not None and child[0] is module:
+        name = f"{name}[{child[1]}]"
+    path = error.__dict__.get("_needle_path")
+    if path is None:
+        if not error.args or not isinstance(error.args[0], str):
+            return
+        body = error.args[0]
+        own = type(module).__name__ + ": "
+        if body.startswith(own):
+            body = body[len(own):]
+        error._needle_body = body
+        error._needle_path = path = [name]
+    else:
+        path.insert(0, name)
+    error.args = (" > ".join(path) + ": " + error._needle_body,) + error.args[1:]
 
 
 class _LoadResult(NamedTuple):
@@ -140,7 +166,13 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        # A needle error raised anywhere inside forward names this module on its way out
+        # (free unless something is raised).
+        try:
+            return self.forward(*args, **kwargs)
+        except NeedleError as e:
+            _name_module_in_error(e, self)
+            raise
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -324,11 +356,26 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                if isinstance(m, type) and issubclass(m, Module):
+                    what = f"the class {m.__name__}, not a module; write {m.__name__}(...)"
+                elif isinstance(m, (list, tuple)):
+                    what = (f"a {type(m).__name__}, not a Module; pass the modules as "
+                            "separate arguments: Sequential(*modules)")
+                else:
+                    what = f"a {type(m).__name__}, not a Module"
+                raise TypeError(f"Sequential: argument {i} is {what}")
         self.modules = modules
 
     def forward(self, x: Tensor) -> Tensor:
-        for module in self.modules:
-            x = module(x)
+        for i, module in enumerate(self.modules):
+            try:
+                x = module(x)
+            except NeedleError as e:
+                # Lets Module.__call__ name the failing child as Sequential[i].
+                e._needle_child = (self, i)
+                raise
         return x
 
     def _repr_children(self) -> Iterator[tuple[str, Module]]:
@@ -348,6 +395,11 @@ class SoftmaxLoss(Module):
         if len(logits.shape) != 2:
             raise ShapeError(f"SoftmaxLoss: logits must be (batch, classes), got {logits.shape}")
         batch, classes = logits.shape
+        y_shape = tuple(np.shape(y))
+        if y_shape != (batch,):
+            raise ShapeError(f"SoftmaxLoss: logits of shape {logits.shape} need labels of "
+                             f"shape ({batch},) (one class id per row), got labels of shape "
+                             f"{y_shape}")
         y_one_hot = init.one_hot(classes, y, device=logits.device, dtype=logits.dtype)
         lse = ops.logsumexp(logits, axes=(1,))
         true_logit = (logits * y_one_hot).sum(axes=(1,))
@@ -415,6 +467,9 @@ class BatchNorm2d(BatchNorm1d):
         if len(x.shape) != 4:
             raise ShapeError(f"BatchNorm2d: expected NCHW input, got {x.shape}")
         n, c, h, w = x.shape
+        if c != self.dim:
+            raise ShapeError(f"BatchNorm2d: expected NCHW input with {self.dim} channels, "
+                             f"got shape {x.shape}")
         flat = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
         out = super().forward(flat)
         return out.reshape((n, h, w, c)).permute((0, 3, 1, 2))
@@ -480,4 +535,8 @@ class Residual(Module):
         self.fn = fn
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x) + x
+        y = self.fn(x)
+        if y.shape != x.shape:
+            raise ShapeError(f"Residual: fn(x) has shape {y.shape} but x has shape {x.shape}; "
+                             f"the wrapped {type(self.fn).__name__} must keep its input's shape")
+        return y + x

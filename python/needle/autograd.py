@@ -81,17 +81,39 @@ class set_grad_enabled:
         return wrapper
 
 
-class no_grad(set_grad_enabled):
-    """Disable graph recording: results are detached leaves (context manager or decorator)."""
+def _bare_decorator(cls: type, fn: Callable | None) -> Any:
+    """``cls()(fn)`` when a mode class is used as ``@cls`` (no parentheses), else None."""
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise TypeError(f"{cls.__name__}: expected a function to decorate (or no argument), "
+                        f"got {type(fn).__name__}")
+    return cls()(fn)
 
-    def __init__(self) -> None:
+
+class no_grad(set_grad_enabled):
+    """Disable graph recording: results are detached leaves.
+
+    Use it as ``with ndl.no_grad():``, ``@ndl.no_grad()`` or ``@ndl.no_grad``.
+    """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
+
+    def __init__(self, fn: Callable | None = None) -> None:
         super().__init__(False)
 
 
 class enable_grad(set_grad_enabled):
-    """Re-enable graph recording inside ``no_grad`` (context manager or decorator)."""
+    """Re-enable graph recording inside ``no_grad``.
 
-    def __init__(self) -> None:
+    Use it as ``with ndl.enable_grad():``, ``@ndl.enable_grad()`` or ``@ndl.enable_grad``.
+    """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
+
+    def __init__(self, fn: Callable | None = None) -> None:
         super().__init__(True)
 
 
@@ -111,7 +133,11 @@ class detect_anomaly:
     Inside the block, nodes remember the line of user code that created them, and the
     first op whose result or gradient holds NaN or Inf raises :class:`GraphError`
     naming the op, that creation site and the shapes. Off by default; free when off.
+    Also ``@detect_anomaly`` and ``@detect_anomaly()``.
     """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
 
     def __enter__(self) -> detect_anomaly:
         global _ANOMALY_DEPTH
@@ -794,14 +820,40 @@ class Tensor(Value):
 
     # -- methods --------------------------------------------------------------------------------
 
-    def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.summation(self, axes, keepdims=keepdims)
+    # Reductions take Needle's axes/keepdims or PyTorch's dim/keepdim (not both).
 
-    def mean(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.mean(self, axes, keepdims=keepdims)
+    def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return needle_ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.max(self, axes, keepdims=keepdims)
+    def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+             keepdim: bool | None = None) -> Tensor:
+        return needle_ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        """The maximum values over ``axes`` (no indices, also with ``dim``: Needle semantics)."""
+        return needle_ops.max(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+                  keepdim: bool | None = None) -> Tensor:
+        return needle_ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return needle_ops.softmax(self, axis, dim=dim)
+
+    def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return needle_ops.logsoftmax(self, axis, dim=dim)
+
+    @property
+    def T(self) -> Tensor:
+        """All axes reversed, like ``numpy.ndarray.T`` (a 0-d or 1-d tensor is unchanged)."""
+        return needle_ops.Permute(None)(self)
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two axes swapped (a batch of matrices, each transposed)."""
+        return needle_ops.Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
         return needle_ops.BroadcastTo(shape)(self)

@@ -125,6 +125,44 @@ class Module:
                 if isinstance(item, Module):
                     yield name, item
 
+    def children(self) -> Iterator[Module]:
+        """The direct sub-Modules, each once, in definition order (PyTorch's ``children``)."""
+        seen: set[int] = set()
+        for _, module in self.named_children():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module (named ``prefix``, ``""`` by default) and
+        every sub-Module, each once, parents before their children.
+
+        Sub-Modules in lists, tuples and dicts are found as ``parameters()`` finds them and
+        named like ``state_dict`` keys: ``"modules.0"``, ``"blocks.2.fn"``.
+        """
+        seen: set[int] = set()
+        # An explicit stack (children pushed in reverse) gives the depth-first pre-order; a
+        # module reached twice keeps the name of its first visit, as in parameters().
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            stack.extend(reversed([(f"{name}.{child_name}" if name else child_name, child)
+                                   for child_name, child in module.named_children()]))
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) of every Parameter, each once, in the order of
+        ``parameters()``; the names are the ``state_dict`` keys (``"modules.0.weight"``)."""
+        seen: set[int] = set()
+        start = f"{prefix}." if prefix else ""
+        for name, tensor in self._named_tensors(start):
+            if isinstance(tensor, Parameter) and id(tensor) not in seen:
+                seen.add(id(tensor))
+                yield name, tensor
+
     def _named_tensors(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         """(dotted name, tensor) of every Parameter and buffer, recursively."""
         buffers = self.__dict__.get("_buffers", ())

@@ -18,6 +18,7 @@ import numpy
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
+from ._args import reduction_args
 
 __all__ = [
     "unbroadcast",
@@ -735,13 +736,15 @@ def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
 
 
 class Permute(TensorOp):
-    """Reorder all axes: output axis i is input axis ``axes[i]``."""
+    """Reorder all axes: output axis i is input axis ``axes[i]``; None reverses them."""
 
-    def __init__(self, axes: tuple):
-        self.axes = tuple(int(x) for x in axes)
+    def __init__(self, axes: tuple | None):
+        self.axes = None if axes is None else tuple(int(x) for x in axes)
 
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
+        if self.axes is None:
+            return wrap(av.transpose(), a)
         if sorted(x % builtins.max(av.ndim, 1) for x in self.axes) != list(range(av.ndim)) or (
             builtins.any(not -av.ndim <= x < av.ndim for x in self.axes)
         ):
@@ -750,6 +753,8 @@ class Permute(TensorOp):
         return wrap(numpy.transpose(av, self.axes), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        if self.axes is None:
+            return Permute(None)(out_grad)
         n = len(self.axes)
         inverse = tuple(int(i) for i in numpy.argsort([x % n for x in self.axes]))
         return Permute(inverse)(out_grad)
@@ -870,7 +875,10 @@ class Summation(TensorOp):
         return broadcast_like(out_grad, node.inputs[0], axes)
 
 
-def summation(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+def summation(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+              keepdim: bool | None = None) -> Tensor:
+    """Sum over ``axes`` (None: all; int or tuple); ``dim``/``keepdim`` are PyTorch's spellings."""
+    axes, keepdims = reduction_args("summation", axes, dim, keepdims, keepdim)
     return Summation(axes, keepdims)(a)
 
 
@@ -893,7 +901,10 @@ class Mean(TensorOp):
         return BroadcastLike(axes, mean=True)(out_grad, node.inputs[0])
 
 
-def mean(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+def mean(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+         keepdim: bool | None = None) -> Tensor:
+    """Mean over ``axes`` (None: all); ``dim``/``keepdim`` are PyTorch's spellings."""
+    axes, keepdims = reduction_args("mean", axes, dim, keepdims, keepdim)
     return Mean(axes, keepdims)(a)
 
 
@@ -919,7 +930,13 @@ class Max(TensorOp):
         return BroadcastLike(axes)(out_grad, x) * mask / ties
 
 
-def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def max(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+        keepdim: bool | None = None) -> Tensor:
+    """Maximum over ``axes`` (None: all); ``dim``/``keepdim`` are PyTorch's spellings.
+
+    Only the values are returned (Needle semantics), also with ``dim`` given.
+    """
+    axes, keepdims = reduction_args("max", axes, dim, keepdims, keepdim)
     return Max(axes, keepdims)(a)
 
 

@@ -963,6 +963,13 @@ class _TupleSlot:
 
 def _sum_partials(node: Value, partials: list) -> Value:
     """Sum a node's partial adjoints; for a tuple, combine element slots by index."""
+    if node.cached_data is None and isinstance(node, TensorTuple):
+        # Graph mode: the tuple's length is known only at run time, so one op combines
+        # the element slots and whole-tuple partials when the graph is evaluated.
+        slots = [p for p in partials if isinstance(p, _TupleSlot)]
+        whole = [p for p in partials if not isinstance(p, _TupleSlot)]
+        return needle_ops.TupleAdjoint(tuple(p.index for p in slots), len(whole))(
+            node, *[p.grad for p in slots], *whole)
     if not any(isinstance(p, _TupleSlot) for p in partials):
         return sum_node_list(partials)
     n = len(node)

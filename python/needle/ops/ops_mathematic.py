@@ -101,6 +101,8 @@ __all__ = [
     "Max",
     "max",
     "MatMul",
+    "MatMulOperand",
+    "MatMulOutGrad",
     "matmul",
 ]
 
@@ -944,14 +946,21 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
 # Matrix product
 
 
-def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str) -> numpy.ndarray:
-    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit."""
-    if av.ndim < 2 or bv.ndim < 2:
-        raise ShapeError(f"{op}: operands need at least 2 dims, got shapes "
-                         f"{tuple(av.shape)} and {tuple(bv.shape)}")
-    if av.shape[-1] != bv.shape[-2]:
+def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
+                  vectors: bool = False) -> numpy.ndarray:
+    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit.
+
+    ``vectors=True`` also accepts 1-D operands, by numpy's rules.
+    """
+    least = 1 if vectors else 2
+    if av.ndim < least or bv.ndim < least:
+        hint = " (use * to multiply by a scalar)" if vectors else ""
+        raise ShapeError(f"{op}: operands need at least {least} dim{'s' if least > 1 else ''}"
+                         f"{hint}, got shapes {tuple(av.shape)} and {tuple(bv.shape)}")
+    inner_b = bv.shape[-2] if bv.ndim >= 2 else bv.shape[0]
+    if av.shape[-1] != inner_b:
         raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
-                         f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
+                         f"aligned ({av.shape[-1]} != {inner_b})")
     try:
         return av @ bv
     except ValueError:
@@ -960,18 +969,64 @@ def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str) -> numpy.ndarra
 
 
 class MatMul(TensorOp):
-    """Matrix product with batch broadcasting (numpy ``matmul`` rules, 2-D or more)."""
+    """Matrix product by numpy's ``matmul`` rules: batch broadcasting, and 1-D operands
+    (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul"), a)
+        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul", vectors=True), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        # Skip the product for an input that takes no gradient (e.g. the data batch).
-        grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
-        grad_b = unbroadcast(transpose(a) @ out_grad, b) if b.requires_grad else None
+        x, y = a.cached_data, b.cached_data
+        if x is not None and y is not None and len(x.shape) >= 2 and len(y.shape) >= 2:
+            # Skip the product for an input that takes no gradient (e.g. the data batch).
+            grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
+            grad_b = unbroadcast(transpose(a) @ out_grad, b) if b.requires_grad else None
+            return grad_a, grad_b
+        # A vector operand, or shapes not known yet (graph mode): do the matrix case on
+        # 1-D operands viewed as (1, n) / (n, 1), then give each gradient its input's shape.
+        a2, b2 = MatMulOperand(0)(a), MatMulOperand(1)(b)
+        g2 = MatMulOutGrad()(out_grad, a, b)
+        grad_a = (ReshapeLike()(unbroadcast(g2 @ transpose(b2), a2), a)
+                  if a.requires_grad else None)
+        grad_b = (ReshapeLike()(unbroadcast(transpose(a2) @ g2, b2), b)
+                  if b.requires_grad else None)
         return grad_a, grad_b
 
 
+class MatMulOperand(TensorOp):
+    """A matmul operand as a matrix: 1-D ``(n,)`` becomes ``(1, n)`` on the left
+    (``side=0``) or ``(n, 1)`` on the right (``side=1``); other shapes pass unchanged."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        if av.ndim != 1:
+            return a
+        return wrap(av[None, :] if self.side == 0 else av[:, None], a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ReshapeLike()(out_grad, node.inputs[0])
+
+
+class MatMulOutGrad(TensorOp):
+    """A gradient of ``a @ b`` with the axes that 1-D operands dropped put back (size 1),
+    so that it has the shape of the product of the matrix views of ``a`` and ``b``."""
+
+    def compute(self, g: Any, a: Any, b: Any) -> Any:
+        gv = as_numpy(g)
+        if len(b.shape) == 1:
+            gv = gv[..., None]
+        if len(a.shape) == 1:
+            gv = gv[..., None, :]
+        return wrap(contiguous(gv), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return ReshapeLike()(out_grad, node.inputs[0]), None, None
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` by numpy's rules (batched, and 1-D operands as vectors)."""
     return MatMul()(a, b)

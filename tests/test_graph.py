@@ -367,9 +367,9 @@ def test_split_and_stack_gradients_follow_the_fed_length():
         xv, wv = rng.standard_normal((n, 3)), rng.standard_normal(3)
         got_x, got_w = ev.run({x: xv, w: wv})
         np.testing.assert_allclose(got_x, _numeric_grad(
-            lambda a: fwd.run({x: a, w: wv})[0], xv), atol=1e-6)
+            lambda a, wv=wv: fwd.run({x: a, w: wv})[0], xv), atol=1e-6)
         np.testing.assert_allclose(got_w, _numeric_grad(
-            lambda b: fwd.run({x: xv, w: b})[0], wv), atol=1e-6)
+            lambda b, xv=xv: fwd.run({x: xv, w: b})[0], wv), atol=1e-6)
         expected_x = np.zeros((n, 3))
         expected_x[0] += xv[-1] * wv + 2 * xv[0]
         expected_x[-1] += xv[0] * wv

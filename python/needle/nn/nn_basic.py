@@ -365,6 +365,8 @@ class Flatten(Module):
 
     def forward(self, X: Tensor) -> Tensor:
         shape = X.shape
+        if not shape:
+            raise ShapeError("Flatten: expected an input of shape (batch, ...), got a 0-d tensor")
         return X.reshape((shape[0], int(np.prod(shape[1:]))))
 
 

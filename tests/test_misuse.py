@@ -290,7 +290,7 @@ CHECKPOINT_CASES = {
 
 def test_catalogue_size_is_the_one_readme_quotes():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    quoted = re.search(r"catalogue: (\d+) misuses", readme)
+    quoted = re.search(r"catalogue: (\d+)\s+misuses", readme)
     assert quoted, "README.md no longer quotes the size of the misuse catalogue"
     assert int(quoted.group(1)) == len(CASES) + len(CHECKPOINT_CASES)
 

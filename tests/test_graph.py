@@ -470,3 +470,14 @@ def test_variable_is_a_placeholder():
     assert x.op is None and x.cached_data is None and x.requires_grad
     with pytest.raises(ndl.GraphError):
         x.numpy()
+
+
+def test_tuple_length_in_graph_mode():
+    x, y = ad.Variable("x"), ad.Variable("y")
+    pair = ndl.make_tuple(x, y)
+    assert len(pair) == 2 and [t.name for t in pair] == ["x", "y"]
+    # A split's length is known only at run time: iterating it is an error, not an endless
+    # loop of lazily built elements.
+    with pytest.raises(ndl.GraphError):
+        for _ in ndl.split(x, 0):
+            pass

@@ -420,12 +420,19 @@ class TensorTuple(Value):
     __slots__ = ()
 
     def __len__(self) -> int:
+        if self.cached_data is None and isinstance(self.op, needle_ops.MakeTensorTuple):
+            return len(self.inputs)  # known without a value, also in graph mode
         return len(self.realize_cached_data())
 
     def __getitem__(self, index: int) -> Tensor:
         from .ops import tuple_get_item
 
         return tuple_get_item(self, index)
+
+    def __iter__(self) -> Any:
+        # Through len(): iterating by __getitem__ alone would never stop on a graph-mode
+        # tuple, whose elements are built without being computed.
+        return iter(self.tuple())
 
     def tuple(self) -> tuple:
         return tuple(self[i] for i in range(len(self)))

@@ -145,18 +145,24 @@ def _check_correction(correction: Any, op: str) -> float:
 
 def _var_forward(a: Any, axes_arg: Any, correction: float, keepdims: bool,
                  op: str) -> numpy.ndarray:
-    """The variance in two passes: the mean first, then the squared deviations from it."""
+    """The variance in two passes: the mean first (corrected once), then the squared
+    deviations from it."""
     av = float_input(a, op)
     axes = _normalize_axes(axes_arg, av.ndim, op, av.shape)
     count = int(numpy.prod([av.shape[i] for i in axes], dtype=numpy.int64))
     dof = _divisor(count, correction, op, av.shape, axes)
     centred = av - av.mean(axis=axes, keepdims=True)
+    # A second pass corrects the mean's rounding: a constant group then centres to exactly
+    # 0 (variance 0, not a few ulps), as PyTorch's accumulation gives.
+    centred -= centred.mean(axis=axes, keepdims=True)
     out = numpy.square(centred).sum(axis=axes, keepdims=keepdims) / av.dtype.type(dof)
     return out
 
 
 def _centred(x: Tensor, axes: Any) -> Tensor:
-    return x - broadcast_like(Mean(axes, keepdims=True)(x), x)
+    """``x - mean(x)`` with the forward's rounding correction of the mean (the same math)."""
+    first = x - broadcast_like(Mean(axes, keepdims=True)(x), x)
+    return first - broadcast_like(Mean(axes, keepdims=True)(first), first)
 
 
 class Var(TensorOp):

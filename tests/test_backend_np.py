@@ -24,11 +24,11 @@ def _env_for_np_backend() -> dict:
 
 def test_ops_pass_on_numpy_backend():
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/test_ops.py", "-q", "-p", "no:cacheprovider",
-         "-x"],
+        [sys.executable, "-m", "pytest", "tests/test_ops.py", "tests/test_ops_new.py", "-q",
+         "-p", "no:cacheprovider", "-x"],
         cwd=REPO, env=_env_for_np_backend(), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, (
-        "tests/test_ops.py failed with NEEDLE_BACKEND=np:\n" + result.stdout[-6000:]
-        + result.stderr[-2000:]
+        "tests/test_ops.py or tests/test_ops_new.py failed with NEEDLE_BACKEND=np:\n"
+        + result.stdout[-6000:] + result.stderr[-2000:]
     )

@@ -334,3 +334,191 @@ def test_comparisons(name):
         compare(name, nfn, lambda x, y: tfn(x, y).to(x.dtype), [a, b], dtype, grad=False)
 
     run()
+
+
+# ----------------------------------------------------------------------------------------------
+# The ops of ops_select, ops_reduce, ops_shape and ops_trig
+
+
+NEW_UNARY = {
+    "sin": (ndl.sin, torch.sin, (-3, 3), []),
+    "cos": (ndl.cos, torch.cos, (-3, 3), []),
+    "clamp": (lambda a: ndl.clamp(a, -1.0, 0.5), lambda a: torch.clamp(a, -1.0, 0.5), (-3, 3),
+              [-1.0, 0.5]),
+    "clamp_min": (lambda a: ndl.clamp(a, min=0.25), lambda a: torch.clamp(a, min=0.25),
+                  (-3, 3), [0.25]),
+    "clamp_max": (lambda a: a.clip(max=-0.5), lambda a: torch.clip(a, max=-0.5), (-3, 3),
+                  [-0.5]),
+    "unsqueeze": (lambda a: ndl.unsqueeze(a, -1) * 2, lambda a: torch.unsqueeze(a, -1) * 2,
+                  (-3, 3), []),
+    "squeeze": (lambda a: ndl.squeeze(ndl.unsqueeze(a, 0), dim=0) * 2,
+                lambda a: torch.squeeze(torch.unsqueeze(a, 0), 0) * 2, (-3, 3), []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_UNARY))
+def test_new_unary_ops(name):
+    nfn, tfn, (low, high), kinks = NEW_UNARY[name]
+
+    @EXAMPLES
+    @given(unary_case(low, high))
+    def run(case):
+        dtype, a = case
+        compare(name, nfn, tfn, [_away_from(a, kinks)], dtype)
+
+    run()
+
+
+def test_clamp_on_the_bounds():
+    for dtype in ["float32", "float64"]:
+        a = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=dtype)
+        compare("clamp_bounds", lambda x: ndl.clamp(x, -0.5, 0.5),
+                lambda x: torch.clamp(x, -0.5, 0.5), [a], dtype)
+        compare("clamp_bounds", lambda x: ndl.clamp(x, 0.5, -0.5),
+                lambda x: torch.clamp(x, 0.5, -0.5), [a], dtype)
+
+
+def test_where():
+    @EXAMPLES
+    @given(DTYPES, hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3,
+                                                     max_side=4), st.data())
+    def run(dtype, shapes, data):
+        sc, sa, sb = shapes.input_shapes
+        mask = data.draw(hnp.arrays(np.bool_, sc))
+        a, b = data.draw(values(sa, dtype)), data.draw(values(sb, dtype))
+        compare("where", lambda x, y: ndl.where(mask, x, y),
+                lambda x, y: torch.where(torch.tensor(mask), x, y), [a, b], dtype)
+
+    run()
+
+
+@st.composite
+def var_case(draw):
+    # Distinct values: std is not differentiable where a group is constant, and there
+    # PyTorch's float32 rounding (a non-zero std) decides its gradient.
+    dtype, a, axes, keepdims = draw(reduction_case(distinct=True))
+    dims = range(a.ndim) if axes is None else np.atleast_1d(np.array(axes) % a.ndim)
+    count = int(np.prod([a.shape[i] for i in dims]))
+    correction = draw(st.sampled_from([0, 1, 2]).filter(lambda c: c < count))
+    return dtype, a, axes, keepdims, correction
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_std(name):
+    nfn, tfn = getattr(ndl, name), getattr(torch, name)
+
+    @EXAMPLES
+    @given(var_case())
+    def run(case):
+        dtype, a, axes, keepdims, c = case
+        compare(name, lambda x: nfn(x, axes, correction=c, keepdims=keepdims),
+                lambda x: tfn(x, _torch_dims(axes, x.ndim), correction=c, keepdim=keepdims),
+                [a], dtype)
+
+    run()
+
+
+def test_min():
+    @EXAMPLES
+    @given(reduction_case(distinct=True))
+    def run(case):
+        dtype, a, axes, keepdims = case
+        compare("min", lambda x: ndl.min(x, dim=axes, keepdim=keepdims),
+                lambda x: torch.amin(x, _torch_dims(axes, x.ndim), keepdim=keepdims), [a], dtype)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_argmax_argmin(name):
+    @EXAMPLES
+    @given(unary_case(-2, 2, min_dims=1), st.data())
+    def run(case, data):
+        dtype, a = case
+        a = np.round(a)  # ties: both frameworks return the first index
+        axis = data.draw(st.one_of(st.none(), st.integers(-a.ndim, a.ndim - 1)))
+        keepdim = data.draw(st.booleans()) if axis is not None else False
+        compare(name, lambda x: getattr(ndl, name)(x, dim=axis, keepdim=keepdim),
+                lambda x: getattr(torch, name)(x, dim=axis, keepdim=keepdim), [a], dtype,
+                grad=False)
+
+    run()
+
+
+def test_cat():
+    @EXAMPLES
+    @given(unary_case(min_dims=1), st.data())
+    def run(case, data):
+        dtype, a = case
+        axis = data.draw(st.integers(-a.ndim, a.ndim - 1))
+        sizes = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+        parts = [a]
+        for k, n in enumerate(sizes):
+            shape = list(a.shape)
+            shape[axis] = n
+            parts.append((np.ones(shape) * (k + 1)).astype(dtype))
+        compare("cat", lambda *xs: ndl.cat(list(xs), dim=axis) ** 2,
+                lambda *xs: torch.cat(xs, dim=axis) ** 2, parts, dtype)
+
+    run()
+
+
+@st.composite
+def gather_case(draw):
+    dtype, a = draw(unary_case(min_dims=1))
+    axis = draw(st.integers(-a.ndim, a.ndim - 1))
+    ax = axis % a.ndim
+    ishape = tuple(draw(st.integers(1, 4)) if d == ax else draw(st.integers(1, n))
+                   for d, n in enumerate(a.shape))
+    index = draw(hnp.arrays(np.int64, ishape, elements=st.integers(0, a.shape[ax] - 1)))
+    return dtype, a, axis, index
+
+
+def test_gather_scatter_add():
+    @EXAMPLES
+    @given(gather_case())
+    def run(case):
+        dtype, a, axis, index = case
+        compare("gather", lambda x: ndl.gather(x, axis, index),
+                lambda x: torch.gather(x, axis, torch.tensor(index)), [a], dtype)
+        src = np.linspace(-1, 1, index.size).reshape(index.shape).astype(dtype)
+        compare("scatter_add", lambda x, s: ndl.scatter_add(x, axis, index, s),
+                lambda x, s: torch.scatter_add(x, axis, torch.tensor(index), s), [a, src],
+                dtype)
+
+    run()
+
+
+def test_take_along_axis():
+    @EXAMPLES
+    @given(unary_case(min_dims=1), st.data())
+    def run(case, data):
+        dtype, a = case
+        axis = data.draw(st.integers(-a.ndim, a.ndim - 1))
+        ax = axis % a.ndim
+        ishape = tuple(data.draw(st.integers(1, 4)) if d == ax else
+                       data.draw(st.sampled_from([1, n])) for d, n in enumerate(a.shape))
+        index = data.draw(hnp.arrays(np.int64, ishape,
+                                     elements=st.integers(0, a.shape[ax] - 1)))
+        compare("take_along_axis", lambda x: ndl.take_along_axis(x, index, axis),
+                lambda x: torch.take_along_dim(x, torch.tensor(index), axis), [a], dtype)
+
+    run()
+
+
+def test_embedding():
+    @EXAMPLES
+    @given(DTYPES, st.integers(1, 6), st.integers(1, 4), st.data())
+    def run(dtype, vocab, dim, data):
+        ids = data.draw(hnp.arrays(np.int64, (3, 2), elements=st.integers(0, vocab - 1)))
+        weight = data.draw(values((vocab, dim), dtype))
+
+        def needle_embedding(w):
+            emb = ndl.nn.Embedding(vocab, dim, dtype=dtype)
+            emb.weight = w  # the compared input itself, so its .grad is checked
+            return emb(ndl.Tensor(ids, requires_grad=False))
+
+        compare("embedding", needle_embedding,
+                lambda w: torch.nn.functional.embedding(torch.tensor(ids), w), [weight], dtype)
+
+    run()

@@ -941,6 +941,49 @@ class Tensor(Value):
     def sqrt(self) -> Tensor:
         return needle_ops.sqrt(self)
 
+    # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
+
+    def sin(self) -> Tensor:
+        return needle_ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return needle_ops.cos(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return needle_ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return needle_ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
+            dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        return needle_ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+
+    def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
+            dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        return needle_ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        return needle_ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        return needle_ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        return needle_ops.squeeze(self, axis, dim=dim)
+
+    def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        return needle_ops.unsqueeze(self, axis, dim=dim)
+
+    def gather(self, axis: int | None = None, index: Any = None, *,
+               dim: int | None = None) -> Tensor:
+        return needle_ops.gather(self, axis, index, dim=dim)
+
 
 # ----------------------------------------------------------------------------------------------
 # Graph traversal and the reverse pass

@@ -238,7 +238,9 @@ class Embedding(Module):
     """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim``.
 
     ``weight`` (num_embeddings, embedding_dim) is N(0, 1). ``forward(x (seq_len, batch) of
-    ids)`` returns (seq_len, batch, embedding_dim) as one-hot(x) @ weight.
+    ids)`` returns (seq_len, batch, embedding_dim): the rows of ``weight`` picked with
+    ``take_along_axis``, whose gradient scatter-adds into the picked rows (no
+    (ids, num_embeddings) one-hot matrix is built).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device: Any = None,
@@ -250,7 +252,7 @@ class Embedding(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         ids = _check_ids("Embedding", np.asarray(x.numpy()).reshape(-1), self.num_embeddings)
-        hot = init.one_hot(self.num_embeddings, ids, device=self.weight.device,
-                           dtype=self.weight.dtype)
-        out = hot @ self.weight
-        return ops.reshape(out, tuple(x.shape) + (self.embedding_dim,))
+        # An (n, 1) index broadcasts along the embedding dim: each id picks a whole row.
+        index = Tensor(ids.reshape(-1, 1), device=self.weight.device, requires_grad=False)
+        rows = ops.take_along_axis(self.weight, index, axis=0)
+        return ops.reshape(rows, tuple(x.shape) + (self.embedding_dim,))

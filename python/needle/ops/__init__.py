@@ -8,6 +8,7 @@ from .ops_nn import (
     Conv, ConvGradInput, ConvGradWeight, Dilate, DilateLike, Flip, Pad, UnDilate, conv, dilate,
     flip, pad, undilate,
 )
+from .ops_ordered import OrderedMatMul, ordered_matmul
 from .ops_tuple import (
     FusedAddScalars, MakeTensorTuple, Split, Stack, TupleGetItem, fused_add_scalars,
     make_tuple, split, stack, tuple_get_item,
@@ -21,3 +22,4 @@ __all__ = list(_math_all) + [
     "fused_add_scalars", "make_tuple", "split", "stack", "tuple_get_item",
 ]
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
+__all__ += ["OrderedMatMul", "ordered_matmul"]

@@ -152,29 +152,33 @@ def np_product(a, b):
     return out
 
 
-def np_transformer(model, x):
+def np_transformer_layer(layer, x):
     b, t, _ = x.shape
-    x = x + model.positional_embedding.weight.numpy()[:t][None]
+    att = layer.attn
+    h, d = att.num_head, att.dim_head
+
+    def heads(y):
+        return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)
+
+    q = heads(np_linear(np_layernorm(x, att.prenorm_q), att.q_projection))
+    k = heads(np_linear(np_layernorm(x, att.prenorm_k), att.k_projection))
+    v = heads(np_linear(np_layernorm(x, att.prenorm_v), att.v_projection))
+    z = np_product(q, k.transpose(0, 1, 3, 2)) / F32(np.sqrt(d))
+    if att.attn.causal:
+        z = z + -np.finfo(np.float32).max * np.triu(np.ones((t, t), F32), 1)
+    e = np.exp(z - z.max(axis=3, keepdims=True))
+    probs = np_dropout(e / e.sum(axis=3, keepdims=True), att.attn.dropout)
+    out = np_product(probs, v).transpose(0, 2, 1, 3).reshape(b, t, h * d)
+    x = x + np_dropout(np_linear(out, att.out_projection), layer.dropout)
+    hidden = np.maximum(np_linear(np_layernorm(x, layer.layernorm), layer.linear1), 0)
+    hidden = np_dropout(hidden, layer.dropout)
+    return x + np_dropout(np_linear(hidden, layer.linear2), layer.dropout)
+
+
+def np_transformer(model, x):
+    x = x + model.positional_embedding.weight.numpy()[:x.shape[1]][None]
     for layer in model.layers.modules:
-        att = layer.attn
-        h, d = att.num_head, att.dim_head
-
-        def heads(y):
-            return y.reshape(b, t, h, d).transpose(0, 2, 1, 3)
-
-        q = heads(np_linear(np_layernorm(x, att.prenorm_q), att.q_projection))
-        k = heads(np_linear(np_layernorm(x, att.prenorm_k), att.k_projection))
-        v = heads(np_linear(np_layernorm(x, att.prenorm_v), att.v_projection))
-        z = np_product(q, k.transpose(0, 1, 3, 2)) / F32(np.sqrt(d))
-        if att.attn.causal:
-            z = z + -np.finfo(np.float32).max * np.triu(np.ones((t, t), F32), 1)
-        e = np.exp(z - z.max(axis=3, keepdims=True))
-        probs = np_dropout(e / e.sum(axis=3, keepdims=True), att.attn.dropout)
-        out = np_product(probs, v).transpose(0, 2, 1, 3).reshape(b, t, h * d)
-        x = x + np_dropout(np_linear(out, att.out_projection), layer.dropout)
-        hidden = np.maximum(np_linear(np_layernorm(x, layer.layernorm), layer.linear1), 0)
-        hidden = np_dropout(hidden, layer.dropout)
-        x = x + np_dropout(np_linear(hidden, layer.linear2), layer.dropout)
+        x = np_transformer_layer(layer, x)
     return x
 
 

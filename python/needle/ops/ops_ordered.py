@@ -17,7 +17,7 @@ import numpy
 from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
-from .ops_mathematic import transpose, unbroadcast
+from .ops_mathematic import MatMul
 
 __all__ = ["OrderedMatMul", "ordered_matmul"]
 
@@ -49,12 +49,9 @@ class OrderedMatMul(TensorOp):
         return wrap(out, a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
-        a, b = node.inputs
-        grad_a = unbroadcast(ordered_matmul(out_grad, transpose(b)), a) if a.requires_grad \
-            else None
-        grad_b = unbroadcast(ordered_matmul(transpose(a), out_grad), b) if b.requires_grad \
-            else None
-        return grad_a, grad_b
+        # Only the forward values have a reference to reproduce; the backward takes the fast
+        # matmul (the same gradient up to float rounding).
+        return MatMul().gradient(out_grad, node)
 
 
 def ordered_matmul(a: Tensor, b: Tensor) -> Tensor:

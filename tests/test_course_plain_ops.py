@@ -5,10 +5,12 @@ Needle ops: its attention product is the skeleton's broadcast-multiply-sum (not 
 kernel), softmax subtracts the row maximum, LayerNorm divides the centred input by
 ``(var + eps) ** 0.5``, Dropout is ``x * randb(p=1-p) / (1-p)`` and Linear is
 ``X @ W + bias``. In float32 a different order of the same arithmetic changes the last
-bits, and four layers amplify that to the size of the course's 1e-5 tolerance (one
+bits, and four layers amplify that to the size of the course's 1e-5 tolerance: one
 element of ``test_transformer_model[cpu-0.1-False-32-8-4-64-27-11-8]`` missed it while
-needle's attention used a BLAS matmul). So the modules are checked bit for bit against
-that arithmetic, written out here twice: once with plain needle ops, once in numpy.
+needle's attention used a BLAS matmul and ``logits / np.sqrt(d)`` (a numpy float64
+scalar) silently turned everything after it into float64 (1.1e-5 from the float32
+reference below). So the modules are checked bit for bit against that arithmetic,
+written out here twice: once with plain needle ops, once in numpy.
 """
 
 from __future__ import annotations

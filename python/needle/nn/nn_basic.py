@@ -60,17 +60,6 @@ def _named_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _named_items(v, f"{prefix}.{i}")
 
 
-def _same_but_leading_ones(a: tuple, b: tuple) -> bool:
-    """Whether shapes ``a`` and ``b`` differ only in leading size-1 axes, e.g. a Linear bias
-    saved as (out,) by older needle versions and the (1, out) one of today."""
-    def strip(shape: tuple) -> tuple:
-        i = 0
-        while i < len(shape) and shape[i] == 1:
-            i += 1
-        return shape[i:]
-    return strip(a) == strip(b)
-
-
 class _LoadResult(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -245,6 +234,17 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n" + "\n".join(lines) + "\n)"
+
+
+def _same_but_leading_ones(a: tuple, b: tuple) -> bool:
+    """Whether shapes ``a`` and ``b`` differ only in leading size-1 axes, e.g. a Linear bias
+    saved as (out,) by older needle versions and the (1, out) one of today."""
+    def strip(shape: tuple) -> tuple:
+        i = 0
+        while i < len(shape) and shape[i] == 1:
+            i += 1
+        return shape[i:]
+    return strip(a) == strip(b)
 
 
 class Identity(Module):

@@ -219,3 +219,31 @@ def test_loaded_parameters_still_train():
     nn.SoftmaxLoss()(fresh(X), ndl.Tensor(np.zeros(16), requires_grad=False)).backward()
     opt.step()
     assert not np.array_equal(before, fresh.modules[0].weight.numpy())
+
+
+def test_old_checkpoint_with_1d_linear_bias_loads_into_the_1_by_out_bias(tmp_path):
+    # needle saved Linear biases as (out,) before they became the course's (1, out).
+    src = make_model(4)
+    sd = src.state_dict()
+    sd["modules.0.bias"] = sd["modules.0.bias"].reshape(8)
+    sd["modules.4.bias"] = sd["modules.4.bias"].reshape(3)
+    path = tmp_path / "old.npz"
+    ndl.save(sd, path)
+    model = make_model(0)
+    model.load_state_dict(ndl.load(path))
+    assert model.modules[0].bias.shape == (1, 8) and model.modules[4].bias.shape == (1, 3)
+    np.testing.assert_array_equal(model.modules[4].bias.numpy(), sd["modules.4.bias"][None])
+    model.eval()
+    src.eval()
+    x = ndl.Tensor(np.ones((2, 4), np.float32))
+    np.testing.assert_array_equal(model(x).numpy(), src(x).numpy())
+
+
+def test_bias_of_another_size_is_still_a_shape_error():
+    model = make_model(0)
+    state = snapshot(model)
+    sd = make_model(1).state_dict()
+    sd["modules.4.bias"] = np.ones(4, np.float32)
+    with pytest.raises(ValueError, match=r"'modules.4.bias'.*\(4,\).*\(1, 3\)"):
+        model.load_state_dict(sd)
+    assert_same_state(model, state)

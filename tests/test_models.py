@@ -41,7 +41,7 @@ def test_resnet9_draws_its_parameters_in_layer_order():
     np.testing.assert_allclose(model.parameters()[0].numpy(), first, rtol=1e-6)
     shapes = [p.shape for p in model.parameters()]
     assert shapes[:4] == [(7, 7, 3, 16), (16,), (16,), (16,)]  # conv w, b, then BN w, b
-    assert shapes[-4:] == [(128, 128), (128,), (128, 10), (10,)]
+    assert shapes[-4:] == [(128, 128), (1, 128), (128, 10), (1, 10)]  # Linear biases (1, out)
 
 
 def test_resnet9_fits_64_synthetic_images():

@@ -118,8 +118,8 @@ def test_linear_init_draws_weight_then_bias():
     bw = math.sqrt(2) * math.sqrt(3 / 5)
     bb = math.sqrt(2) * math.sqrt(3 / 3)
     w = np.random.rand(5, 3) * 2 * bw - bw
-    b = (np.random.rand(3, 1) * 2 * bb - bb).reshape(3)
-    assert lin.weight.shape == (5, 3) and lin.bias.shape == (3,)
+    b = (np.random.rand(3, 1) * 2 * bb - bb).reshape(1, 3)
+    assert lin.weight.shape == (5, 3) and lin.bias.shape == (1, 3)
     np.testing.assert_allclose(lin.weight.numpy(), w, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(lin.bias.numpy(), b, rtol=1e-6, atol=1e-6)
     assert lin.weight.requires_grad and lin.bias.requires_grad

@@ -48,8 +48,19 @@ class MultiHeadAttention(Module):
                       requires_grad=False)
 
     def matmul(self, a: Tensor, b_transpose: Tensor) -> Tensor:
-        """Batched ``a @ b_transpose^T`` over the last two axes."""
-        return ops.matmul(a, ops.transpose(b_transpose))
+        """Batched product ``(..., m, k) @ (..., k, n) -> (..., m, n)``.
+
+        The course's helper broadcasts both operands to (..., m, k, n), multiplies and
+        sums over k; :func:`ops.ordered_matmul` does that arithmetic (each product rounded,
+        the k products added in order) without the (..., m, k, n) intermediate. A BLAS
+        matmul would accumulate in another order and change the last float32 bits.
+        """
+        if len(a.shape) < 2 or len(b_transpose.shape) != len(a.shape) or (
+            a.shape[-1] != b_transpose.shape[-2]
+        ):
+            raise ShapeError(f"MultiHeadAttention.matmul: cannot multiply {a.shape} by "
+                             f"{b_transpose.shape} (expected (..., m, k) and (..., k, n))")
+        return ops.ordered_matmul(a, b_transpose)
 
     def softmax(self, logit: Tensor) -> Tensor:
         """Softmax over the last axis, shifted by the (constant) row maximum."""
@@ -70,12 +81,12 @@ class MultiHeadAttention(Module):
         if q_dim != k_dim or k.shape[:3] != v.shape[:3]:
             raise ShapeError(f"MultiHeadAttention: incompatible q, k, v shapes {q.shape}, "
                              f"{k.shape}, {v.shape}")
-        logits = self.matmul(q, k) / np.sqrt(q_dim)
+        logits = self.matmul(q, ops.transpose(k)) / np.sqrt(q_dim)
         if self.causal:
             mask = self.create_causal_mask(q_len, k_len, q.device, logits.dtype)
             logits = logits + ops.broadcast_to(mask, logits.shape)
         probs = self.dropout(self.softmax(logits))
-        return probs @ v, probs
+        return self.matmul(probs, v), probs
 
 
 def _split_heads(x: Tensor, heads: int) -> Tensor:

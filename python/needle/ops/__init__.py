@@ -16,6 +16,7 @@ from .ops_shape import *  # noqa: F403
 from .ops_shape import __all__ as _shape_all
 from .ops_trig import *  # noqa: F403
 from .ops_trig import __all__ as _trig_all
+from .ops_ordered import OrderedMatMul, ordered_matmul
 from .ops_tuple import (
     FusedAddScalars, MakeTensorTuple, Split, Stack, TupleAdjoint, TupleGetItem,
     fused_add_scalars, make_tuple, split, stack, tuple_get_item,
@@ -30,3 +31,4 @@ __all__ = list(_math_all) + [
 ]
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
 __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig_all)
+__all__ += ["OrderedMatMul", "ordered_matmul"]

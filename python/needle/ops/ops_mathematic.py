@@ -111,8 +111,12 @@ def _scalar(value: Any, op: str) -> Any:
     """Normalise a scalar operand to a Python number, so float32 data stays float32."""
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, (int, float)):
-        return value
+    # numpy.float64 is a subclass of float: kept as it is, it would promote float32 data
+    # to float64 (numpy's promotion rules treat only Python scalars as weak).
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, int):
+        return int(value)
     arr = numpy.asarray(value)
     if arr.size == 1 and arr.dtype.kind in "biuf":
         return arr.item()

@@ -389,3 +389,48 @@ def test_launched_by_mpiexec_without_mpi4py_is_an_error(no_mpi, monkeypatch):
     with pytest.raises(dist.DistributedError, match="one of 4 processes, but mpi4py is not"):
         dist.init_process_group()
     assert not dist.is_initialized()
+
+
+def test_ddp_in_a_world_of_one_in_process(no_mpi):
+    dist.init_process_group()
+
+    def mlp():
+        np.random.seed(0)
+        return ndl.nn.Sequential(ndl.nn.Linear(3, 4, dtype="float64"), ndl.nn.ReLU(),
+                                 ndl.nn.Linear(4, 2, dtype="float64"))
+
+    rng = np.random.default_rng(0)
+    batches = [(ndl.Tensor(rng.standard_normal((6, 3)), dtype="float64"),
+                ndl.Tensor(rng.integers(0, 2, 6), dtype="float64")) for _ in range(3)]
+    plain, wrapped = mlp(), ndl.nn.parallel.DistributedDataParallel(mlp(), bucket_cap_mb=1e-4)
+    # 104-byte buckets of float64: (last bias, last weight), (first bias), (first weight)
+    assert wrapped.num_buckets == 3 and "world_size=1" in repr(wrapped)
+    assert list(wrapped.state_dict()) == list(plain.state_dict())
+    for model in (plain, wrapped):
+        opt = ndl.optim.SGD(model.parameters(), lr=0.5)
+        for X, y in batches:
+            opt.reset_grad()
+            ndl.nn.SoftmaxLoss()(model(X), y).backward()
+            opt.step()
+    for p, q in zip(plain.parameters(), wrapped.parameters()):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+    # no_sync: the sum over the passes, then one more (synchronised) pass adds to it
+    grads = []
+    for X, y in batches:
+        plain.parameters()[0].grad = None
+        ndl.nn.SoftmaxLoss()(plain(X), y).backward()
+        grads.append(plain.parameters()[0].grad.numpy())
+    first = wrapped.parameters()[0]
+    first.grad = None
+    with wrapped.no_sync():
+        for X, y in batches[:2]:
+            ndl.nn.SoftmaxLoss()(wrapped(X), y).backward()
+    np.testing.assert_allclose(first.grad.numpy(), grads[0] + grads[1], rtol=1e-12)
+    ndl.nn.SoftmaxLoss()(wrapped(batches[2][0]), batches[2][1]).backward()
+    np.testing.assert_allclose(first.grad.numpy(), sum(grads), rtol=1e-12)
+    assert wrapped.comm_stats()["rounds"] == 4
+    # function transforms run the reverse pass without backward(): DDP stays out of it
+    x = batches[0][0]
+    g = ndl.functional.grad(lambda w: (x @ w).sum())(wrapped.parameters()[0])
+    np.testing.assert_allclose(g.numpy(), np.repeat(x.numpy().sum(0)[:, None], 4, axis=1))
+    assert wrapped.comm_stats()["rounds"] == 4

@@ -12,8 +12,9 @@ $(VENV)/bin/activate:
 # The distributed extra (mpi4py + the mpich wheel) too, so that the MPI tests run; where no
 # MPI wheel exists for the platform they are skipped, and say so.
 $(VENV)/.installed-test: $(VENV)/bin/activate setup.py pyproject.toml
-	$(PIP) install -e '.[test,distributed]' || { \
-	  echo "make: WARNING: mpi4py/mpich could not be installed; the distributed tests will be skipped"; \
+	@echo "$(PIP) install -e '.[test,distributed]'"
+	@$(PIP) install -e '.[test,distributed]' || { \
+	  echo "make: mpi4py/mpich could not be installed: the distributed tests will be skipped"; \
 	  $(PIP) install -e '.[test]'; }
 	touch $@
 

@@ -244,8 +244,8 @@ def test_train_mnist_on_two_ranks_matches_one_process(tmp_path):
     # rank 0 alone prints the table and writes the files
     assert out2.count("| epoch | lr |") == 1 and out2.count("checkpoint:") == 1
     assert "2 processes over MPI, each global batch of 64 split into 2 x 32" in out2
-    assert sorted(p.name for p in two.iterdir()) == ["curves.png", "metrics.json",
-                                                    "mlp_resnet.npz"]
+    plot = ["curves.png"] if importlib.util.find_spec("matplotlib") else []  # [apps] extra
+    assert sorted(p.name for p in two.iterdir()) == plot + ["metrics.json", "mlp_resnet.npz"]
 
 
 # ----------------------------------------------------------------------------------------------

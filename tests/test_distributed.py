@@ -434,3 +434,19 @@ def test_ddp_in_a_world_of_one_in_process(no_mpi):
     g = ndl.functional.grad(lambda w: (x @ w).sum())(wrapped.parameters()[0])
     np.testing.assert_allclose(g.numpy(), np.repeat(x.numpy().sum(0)[:, None], 4, axis=1))
     assert wrapped.comm_stats()["rounds"] == 4
+
+
+@needs_mpi
+def test_allreduce_benchmark_runs(tmp_path):
+    # No timing asserted (that is the benchmark's job); only that it measures every path
+    # and writes its report where it is told (the default, runs/, is untracked).
+    code, out, err, _ = _run([sys.executable, "-m", "bench.bench_allreduce", "--repeat", "1",
+                              "--max-mb", "0.004", "--out", str(tmp_path)], timeout=120)
+    assert code == 0, out + err
+    report = json.loads((tmp_path / "allreduce.json").read_text())
+    assert report["world"] == 2 and [r["bytes"] for r in report["rows"]] == [1024, 4096]
+    for row in report["rows"]:
+        assert set(row["seconds"]) == {"mpi4py Allreduce", "needle all_reduce", "unchecked",
+                                       "DDP bucket"}
+        assert all(t > 0 for t in row["seconds"].values())
+    assert "| 1 KB |" in (tmp_path / "allreduce.md").read_text()

@@ -15,11 +15,11 @@ before each timed block:
   ``Wait`` on the flat buffer.
 
 Reported: the median and the best time per call over ``--repeat`` blocks (each block the
-slowest rank's), the algorithm bandwidth (bytes / time) and needle's overhead over mpi4py,
-from the medians. On a machine shared with other work, waiting for a descheduled rank
-dominates small messages; the best times show what the MPI library can do. A markdown table is
-printed and, with the raw numbers as JSON, written under ``--out`` (default
-``runs/bench_allreduce/``, untracked).
+slowest rank's; the order of the four rotates from one repeat to the next), the algorithm
+bandwidth (bytes / time) and the overheads over mpi4py, from the medians. On a machine
+shared with other work, waiting for a descheduled rank dominates; the best times show what
+the MPI library can do. A markdown table is printed and, with the raw numbers as JSON,
+written under ``--out`` (default ``runs/bench_allreduce/``, untracked).
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ def _measure(comm, nbytes: int, repeat: int) -> dict:
     for fn in candidates.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeat):
-        for name, fn in candidates.items():
-            times[name].append(_time_block(comm, fn, calls))
+    order = list(candidates)
+    for i in range(repeat):
+        for name in order[i % len(order):] + order[:i % len(order)]:  # rotate: no order bias
+            times[name].append(_time_block(comm, candidates[name], calls))
     median = {name: float(np.median(t)) for name, t in times.items()}
     best = {name: float(np.min(t)) for name, t in times.items()}
     base = median["mpi4py Allreduce"]

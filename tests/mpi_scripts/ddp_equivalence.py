@@ -224,6 +224,29 @@ def unused_parameters(rank: int, world: int) -> dict:
     }
 
 
+def buffers(rank: int, world: int) -> dict:
+    """Forwards with gradients copy rank 0's buffers first; under no_grad() they do not."""
+    np.random.seed(4)
+    bn = nn.BatchNorm1d(FEATURES, dtype="float64")
+    ddp = nn.parallel.DistributedDataParallel(nn.Sequential(nn.Linear(FEATURES, FEATURES,
+                                                                      dtype="float64"), bn))
+    bn.running_mean = ndl.Tensor(np.full(FEATURES, float(rank + 1)), dtype="float64",
+                                 requires_grad=False)  # differs across ranks now
+    x = make_data(1, 8)[0][0] + rank
+    hidden = ddp.module.modules[0](tensor(x, "float64")).numpy()
+    ddp(tensor(x, "float64"))
+    # rank 0's value (1.0) was copied in, then updated with this rank's batch
+    expected = 0.9 * 1.0 + 0.1 * hidden.mean(axis=0)
+    out = {"after_training_forward": float(np.max(np.abs(bn.running_mean.numpy() - expected)))}
+    if rank == 0:  # alone, under no_grad(): must not wait for the others
+        with ndl.no_grad():
+            ddp.eval()
+            ddp(tensor(x, "float64"))
+            ddp.train()
+    dist.barrier()
+    return out
+
+
 def main() -> None:
     out_dir = sys.argv[1]
     dist.init_process_group("mpi")
@@ -234,6 +257,7 @@ def main() -> None:
         "bucket_events": bucket_events(rank, world),
         "no_sync": no_sync_accumulation(rank, world),
         "unused": unused_parameters(rank, world),
+        "buffers": buffers(rank, world),
     }
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(result, f)

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import distributed as dist
 from .._array import as_numpy, wrap
-from ..autograd import Tensor, queue_callback
+from ..autograd import Tensor, is_grad_enabled, queue_callback
 from ..errors import GraphError, ShapeError
 from .nn_basic import Module, Parameter
 
@@ -261,13 +261,15 @@ class DistributedDataParallel(Module):
 
     At construction every rank checks that all ranks built the same parameters and buffers
     (names, shapes, dtypes) and then takes rank 0's values, so the replicas start equal.
-    Every ``forward`` first copies rank 0's buffers (e.g. BatchNorm running statistics) to
-    the other ranks; every ``backward()`` leaves in each parameter's ``.grad`` the average
-    of the ranks' gradients. A parameter that gets no gradient on some ranks counts as zero
-    there; one that gets none on any rank keeps its ``.grad`` as it was.
+    Every ``forward`` (except under ``no_grad()`` or inside ``no_sync()``) first copies
+    rank 0's buffers (e.g. BatchNorm running statistics) to the other ranks; every
+    ``backward()`` leaves in each parameter's ``.grad`` the average of the ranks' gradients.
+    A parameter that gets no gradient on some ranks counts as zero there; one that gets none
+    on any rank keeps its ``.grad`` as it was.
 
     Every rank must run the same sequence of forward and backward passes (the same number of
-    batches per epoch: ``DistributedSampler`` sees to that).
+    batches per epoch: ``DistributedSampler`` sees to that); to evaluate on one rank alone,
+    do it under ``no_grad()`` or on ``.module``.
 
     Parameters
     ----------
@@ -276,7 +278,7 @@ class DistributedDataParallel(Module):
     bucket_cap_mb : float
         The size of a gradient bucket (one allreduce each) in megabytes (2**20 bytes).
     broadcast_buffers : bool
-        Copy rank 0's buffers to every rank at each forward.
+        Copy rank 0's buffers to every rank at each forward (with gradients enabled).
     find_unused_parameters : bool
         Accepted for PyTorch compatibility; unused parameters are always handled.
 
@@ -324,7 +326,10 @@ class DistributedDataParallel(Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         self._reducer.check_idle()
-        if self.broadcast_buffers and self._world_size > 1:
+        # As PyTorch: not under no_grad() (so evaluating on one rank alone cannot hang) nor
+        # inside no_sync().
+        if (self.broadcast_buffers and self._world_size > 1 and is_grad_enabled()
+                and self._reducer.sync):
             buffers = [t for _, t in self.module._named_tensors() if not isinstance(t, Parameter)]
             dist._broadcast_tensors(buffers, src=0)
         return self.module(*args, **kwargs)

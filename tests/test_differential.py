@@ -212,8 +212,12 @@ def matmul_case(draw):
     batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2,
                                                    max_side=3))
     m, k, n = (draw(st.integers(1, 4)) for _ in range(3))
-    a = draw(values(batch.input_shapes[0] + (m, k), dtype))
-    b = draw(values(batch.input_shapes[1] + (k, n), dtype))
+    # 1-D operands too (numpy's and PyTorch's vector rules): a vector has no batch dims.
+    vectors = draw(st.sampled_from(["", "", "left", "right", "both"]))
+    a_shape = (k,) if vectors in ("left", "both") else batch.input_shapes[0] + (m, k)
+    b_shape = (k,) if vectors in ("right", "both") else batch.input_shapes[1] + (k, n)
+    a = draw(values(a_shape, dtype))
+    b = draw(values(b_shape, dtype))
     return dtype, a, b
 
 

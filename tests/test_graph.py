@@ -134,6 +134,29 @@ CASES = [
     ("op_matmul", lambda a, b: a @ b, np.matmul, [vals((2, 3)), vals((3, 2), seed=1)]),
     ("op_mixed", lambda a, b: (a - b) * a / (b * b + 1) - 1,
      lambda a, b: (a - b) * a / (b * b + 1) - 1, [vals((2, 2)), vals((2, 2), seed=1)]),
+    # matmul with 1-D operands, numpy's rules
+    ("matmul_vec_vec", ad.matmul, np.matmul, [vals((4,)), vals((4,), seed=1)]),
+    ("matmul_mat_vec", ad.matmul, np.matmul, [vals((3, 4)), vals((4,), seed=1)]),
+    ("matmul_vec_mat", ad.matmul, np.matmul, [vals((4,)), vals((4, 2), seed=1)]),
+    ("matmul_batch_vec", ad.matmul, np.matmul, [vals((2, 3, 4)), vals((4,), seed=1)]),
+    ("matmul_vec_batch", ad.matmul, np.matmul, [vals((3,)), vals((2, 3, 4), seed=1)]),
+    # tuple ops on placeholders
+    ("stack_0", lambda a, b: ndl.stack([a, b * a], 0), lambda a, b: np.stack([a, b * a], 0),
+     [vals((2, 3)), vals((2, 3), seed=1)]),
+    ("stack_last", lambda a, b: ndl.stack([a, b, a], -1), lambda a, b: np.stack([a, b, a], -1),
+     [vals((3,)), vals((3,), seed=1)]),
+    ("split_some_parts", lambda a: ndl.split(a, 1)[0] * ndl.split(a, 1)[-1],
+     lambda a: a[:, 0] * a[:, -1], [vals((2, 3))]),
+    ("split_one_part_twice", lambda a: (lambda t: t[1] * t[1] + t[-2])(ndl.split(a, 0)),
+     lambda a: a[1] * a[1] + a[-2], [vals((3, 2))]),
+    ("split_then_stack", lambda a: ndl.stack([ndl.split(a, 0)[i] for i in (2, 0, 1)], 1),
+     lambda a: np.stack([a[2], a[0], a[1]], 1), [vals((3, 2))]),
+    ("make_tuple_get", lambda a, b: (lambda t: t[0] * t[1] + t[0])(ndl.make_tuple(a, b)),
+     lambda a, b: a * b + a, [vals((2, 2)), vals((2, 2), seed=1)]),
+    ("fused_add_scalars", lambda a: (lambda t: t[0] * t[1])(ndl.fused_add_scalars(a, 1.0, -2.0)),
+     lambda a: (a + 1.0) * (a - 2.0), [vals((2, 3))]),
+    ("fused_add_scalars_one", lambda a: ndl.fused_add_scalars(a, 0.5, 3.0)[1] * a,
+     lambda a: (a + 3.0) * a, [vals((4,))]),
 ]
 
 
@@ -238,8 +261,10 @@ def test_extra_feed_is_an_error():
 
 def test_wrong_rank_raises_the_ops_error():
     a, b = ad.Variable("a"), ad.Variable("b")
-    with pytest.raises(ndl.ShapeError, match="matmul.*at least 2 dims"):
-        ad.Evaluator([a @ b]).run({a: np.ones(3), b: np.ones(3)})
+    with pytest.raises(ndl.ShapeError, match=r"matmul.*at least 1 dim.*\(\) and \(3,\)"):
+        ad.Evaluator([a @ b]).run({a: np.ones(()), b: np.ones(3)})
+    with pytest.raises(ndl.ShapeError, match=r"matmul: shapes \(3,\) and \(4,\) are not"):
+        ad.Evaluator([a @ b]).run({a: np.ones(3), b: np.ones(4)})
     with pytest.raises(ndl.ShapeError, match="transpose"):
         ad.Evaluator([ad.transpose(a, 0, 2)]).run({a: np.ones((2, 2))})
     with pytest.raises(ndl.ShapeError, match="layernorm"):
@@ -317,6 +342,75 @@ def test_gradients_sum_over_paths_and_nonscalar_seed():
     np.testing.assert_allclose(gv, 2 * xv + np.exp(xv) * (xv + 1), rtol=1e-12)
 
 
+def _numeric_grad(f, arr):
+    out = np.zeros(arr.shape)
+    for j in range(arr.size):
+        plus, minus = arr.copy(), arr.copy()
+        plus.reshape(-1)[j] += EPS
+        minus.reshape(-1)[j] -= EPS
+        out.reshape(-1)[j] = (f(plus) - f(minus)) / (2 * EPS)
+    return out
+
+
+def test_split_and_stack_gradients_follow_the_fed_length():
+    """The number of parts of a split is known only at run time: one gradient graph serves
+    feeds of different lengths, checked against finite differences on each feed."""
+    x, w = ad.Variable("x"), ad.Variable("w")
+    parts = ndl.split(x, 0)
+    # Uses two parts, so the tuple's adjoint has zeros in the others; stack of all of
+    # them through split's own gradient path on top.
+    y = (parts[0] * parts[-1] * w).sum() + (ndl.stack([parts[1], parts[0]], 1) ** 2).sum()
+    gx, gw = ad.gradients(y, [x, w])
+    ev, fwd = ad.Evaluator([gx, gw]), ad.Evaluator([y])
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5):
+        xv, wv = rng.standard_normal((n, 3)), rng.standard_normal(3)
+        got_x, got_w = ev.run({x: xv, w: wv})
+        np.testing.assert_allclose(got_x, _numeric_grad(
+            lambda a, wv=wv: fwd.run({x: a, w: wv})[0], xv), atol=1e-6)
+        np.testing.assert_allclose(got_w, _numeric_grad(
+            lambda b, xv=xv: fwd.run({x: xv, w: b})[0], wv), atol=1e-6)
+        expected_x = np.zeros((n, 3))
+        expected_x[0] += xv[-1] * wv + 2 * xv[0]
+        expected_x[-1] += xv[0] * wv
+        expected_x[1] += 2 * xv[1]
+        np.testing.assert_allclose(got_x, expected_x, rtol=1e-12)
+
+
+def test_stack_of_a_split_whole_and_second_order():
+    """Stack applied to a whole split node (its length unknown when the graph is built), and
+    the second derivative through both tuple ops, in graph mode."""
+    x = ad.Variable("x")
+    y = (ndl.ops.Stack(0)(ndl.split(x, 1)) ** 3).sum()
+    (g,) = ad.gradients(y, [x])
+    (h,) = ad.gradients((g * g).sum(), [x])
+    xv = np.random.default_rng(4).standard_normal((2, 3))
+    gv, hv = ad.Evaluator([g, h]).run({x: xv})
+    np.testing.assert_allclose(gv, 3 * xv ** 2, rtol=1e-12)
+    np.testing.assert_allclose(hv, 36 * xv ** 3, rtol=1e-12)
+
+
+@pytest.mark.parametrize("build", [
+    lambda x: ndl.stack([x, x * x], 1),
+    lambda x: (lambda t: t[0] * t[2])(ndl.split(x, 0)),
+    lambda x: (lambda t: t[0] * t[1])(ndl.fused_add_scalars(x, 1.5, -0.5)),
+], ids=["stack", "split", "fused_add_scalars"])
+def test_tuple_ops_second_derivative_in_graph_mode(build):
+    """The gradient node of a tuple graph, differentiated again, vs finite differences of
+    the gradient itself."""
+    x, p = ad.Variable("x"), ad.Variable("p")
+    xv = np.random.default_rng(5).standard_normal((3, 2))
+    (shape,) = [v.shape for v in ad.Evaluator([build(x)]).run({x: xv})]
+    pv = np.random.default_rng(6).standard_normal(shape)
+    (g,) = ad.gradients((build(x) * p).sum(), [x])
+    q = np.random.default_rng(7).standard_normal(xv.shape)
+    (h,) = ad.gradients((g * ndl.Tensor(q, dtype="float64", requires_grad=False)).sum(), [x])
+    (hv,) = ad.Evaluator([h]).run({x: xv, p: pv})
+    g_ev = ad.Evaluator([g])
+    numeric = _numeric_grad(lambda a: np.sum(g_ev.run({x: a, p: pv})[0] * q), xv)
+    np.testing.assert_allclose(hv, numeric, atol=1e-6)
+
+
 def test_gradient_of_output_itself_is_ones():
     x = ad.Variable("x")
     y = x * 2
@@ -376,3 +470,14 @@ def test_variable_is_a_placeholder():
     assert x.op is None and x.cached_data is None and x.requires_grad
     with pytest.raises(ndl.GraphError):
         x.numpy()
+
+
+def test_tuple_length_in_graph_mode():
+    x, y = ad.Variable("x"), ad.Variable("y")
+    pair = ndl.make_tuple(x, y)
+    assert len(pair) == 2 and [t.name for t in pair] == ["x", "y"]
+    # A split's length is known only at run time: iterating it is an error, not an endless
+    # loop of lazily built elements.
+    with pytest.raises(ndl.GraphError):
+        for _ in ndl.split(x, 0):
+            pass

@@ -5,13 +5,24 @@ callables so that one table holds them all; ``test_catalogue_size`` keeps the co
 """
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import needle as ndl
+from needle import backend_ndarray as nd
 from needle import graph as ad
-from needle.errors import DeviceError, DTypeError, GraphError, NeedleError, ShapeError
+from needle import nn
+from needle.errors import (
+    CheckpointError,
+    DeviceError,
+    DTypeError,
+    GraphError,
+    NeedleError,
+    ShapeError,
+)
 
 
 def T(*shape, dtype="float32", requires_grad=True):
@@ -79,6 +90,38 @@ def _graph_extra_feed():
     ad.Evaluator([x * 2]).run({x: np.ones(2), z: np.ones(2)})
 
 
+def _missing_checkpoint(tmp_path):
+    ndl.load(os.fspath(tmp_path / "missing.npz"))
+
+
+class _Head(nn.Module):
+    """A user module without input checks: the op's error still names it."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(ndl.Tensor(np.ones((3, 2))))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def _nested_model_error():
+    model = nn.Sequential(nn.Linear(2, 3),
+                          nn.Residual(nn.Sequential(nn.ReLU(), nn.Linear(4, 3))))
+    model(T(5, 2))
+
+
+def _disabled_device_evaluator():
+    v = ad.Variable("v")
+    ad.Evaluator([v * 2], device=CUDA).run({v: np.ones(2)})
+
+
+def _no_grad_on_a_number():
+    ndl.no_grad(3)
+
+
+CUDA = ndl.cuda()  # called at import time, as course files do
+
 CASES = {
     # shape mismatches in every binary op
     "add shapes": (lambda: T(2, 3) + T(4, 5), ShapeError, "(2, 3) and (4, 5)"),
@@ -89,7 +132,8 @@ CASES = {
     "maximum shapes": (lambda: ndl.maximum(T(2), T(3)), ShapeError, "maximum"),
     "greater shapes": (lambda: ndl.greater(T(2), T(3)), ShapeError, "greater"),
     "matmul inner": (lambda: T(2, 3) @ T(4, 5), ShapeError, "(2, 3) and (4, 5)"),
-    "matmul 1-d": (lambda: T(3) @ T(3, 2), ShapeError, "at least 2 dims"),
+    "matmul 0-d": (lambda: T() @ T(3, 2), ShapeError, ("at least 1 dim", "() and (3, 2)")),
+    "matmul vector inner": (lambda: T(3) @ T(4, 2), ShapeError, ("(3,) and (4, 2)", "3 != 4")),
     "matmul batch": (lambda: T(2, 2, 3) @ T(3, 3, 4), ShapeError, "batch dims"),
     "reshape size": (lambda: T(2, 3).reshape((4,)), ShapeError, "6 elements"),
     "broadcast_to": (lambda: T(3).broadcast_to((2, 4)), ShapeError, "(3,) to (2, 4)"),
@@ -144,6 +188,84 @@ CASES = {
     "mixing devices": (lambda: ndl.Tensor([1.0], device=ndl.cpu())
                        + ndl.Tensor([1.0], device=ndl.cpu_numpy()), DeviceError,
                        "different devices"),
+    "disabled device tensor": (lambda: ndl.Tensor([1.0], device=CUDA), DeviceError,
+                               ("Tensor: device cuda()", "not enabled")),
+    "disabled device tensor copy": (lambda: ndl.Tensor(T(2), device=CUDA), DeviceError,
+                                    ("Tensor", "cuda()")),
+    "disabled device init.rand": (lambda: ndl.init.rand(2, 3, device=CUDA), DeviceError,
+                                  ("init.rand", "cuda()", "not enabled")),
+    "disabled device init.randn": (lambda: ndl.init.randn(2, device=CUDA), DeviceError,
+                                   ("init.randn", "cuda()")),
+    "disabled device init.zeros": (lambda: ndl.init.zeros(2, device=CUDA), DeviceError,
+                                   "cuda()"),
+    "disabled device one_hot": (lambda: ndl.init.one_hot(3, T(2), device=CUDA), DeviceError,
+                                ("init.one_hot", "cuda()")),
+    "disabled device nd.array": (lambda: nd.array([1.0], device=CUDA), DeviceError,
+                                 ("NDArray", "cuda()")),
+    "disabled device NDArray.to": (lambda: nd.array([1.0]).to(CUDA), DeviceError,
+                                   ("NDArray.to", "cuda()")),
+    "disabled device module": (lambda: nn.Linear(2, 3, device=CUDA), DeviceError, "cuda()"),
+    "disabled device evaluator": (lambda: _disabled_device_evaluator(), DeviceError,
+                                  ("Evaluator", "cuda()")),
+    "device not a device": (lambda: ndl.Tensor([1.0], device="cuda"), DeviceError,
+                            ("needle device", "'cuda'")),
+    # keyword typos are not swallowed
+    "tensor keyword typo": (lambda: ndl.Tensor([1.0], requires_gard=False), TypeError,
+                            ("requires_gard", "did you mean 'requires_grad'")),
+    "tensor unknown keyword": (lambda: ndl.Tensor([1.0], shape=(1,)), TypeError, "'shape'"),
+    "no_grad on a number": (_no_grad_on_a_number, TypeError, "no_grad"),
+    # both spellings of a reduction argument
+    "sum axes and dim": (lambda: T(2, 3).sum(axes=0, dim=1), TypeError, ("axes=0", "dim=1")),
+    "mean keepdims and keepdim": (lambda: ndl.mean(T(2, 3), keepdims=True, keepdim=True),
+                                  TypeError, ("keepdims", "keepdim")),
+    "softmax axis and dim": (lambda: ndl.softmax(T(2, 3), axis=0, dim=1), TypeError,
+                             "softmax"),
+    "mT of a vector": (lambda: T(3).mT, ShapeError, "(3,)"),
+    # nn modules name themselves and the shapes
+    "SoftmaxLoss labels": (lambda: nn.SoftmaxLoss()(T(4, 10), T(5)), ShapeError,
+                           ("SoftmaxLoss", "(4, 10)", "(5,)")),
+    "SoftmaxLoss fractional labels": (lambda: nn.SoftmaxLoss()(T(2, 3), ndl.Tensor([0.5, 1.0])),
+                                      ShapeError, ("SoftmaxLoss", "integers", "0.5")),
+    "SoftmaxLoss label out of range": (lambda: nn.SoftmaxLoss()(T(2, 3), ndl.Tensor([0, 3])),
+                                       ShapeError, ("SoftmaxLoss", "[0, 3)")),
+    "Linear in_features": (lambda: nn.Linear(3, 4)(T(2, 5)), ShapeError,
+                           ("Linear", "(2, 5)", "expected 3")),
+    "BatchNorm1d dim": (lambda: nn.BatchNorm1d(3)(T(2, 5)), ShapeError,
+                        ("BatchNorm1d", "(2, 5)")),
+    "BatchNorm2d channels": (lambda: nn.BatchNorm2d(3)(T(2, 5, 4, 4)), ShapeError,
+                             ("BatchNorm2d", "3 channels", "(2, 5, 4, 4)")),
+    "LayerNorm1d dim": (lambda: nn.LayerNorm1d(3)(T(2, 5)), ShapeError,
+                        ("LayerNorm1d", "(2, 5)")),
+    "Flatten 0-d": (lambda: nn.Flatten()(T()), ShapeError, "Flatten"),
+    "Conv channels": (lambda: nn.Conv(3, 4, 3)(T(2, 5, 8, 8)), ShapeError,
+                      ("Conv", "3 channels", "(2, 5, 8, 8)")),
+    "RNNCell input": (lambda: nn.RNNCell(3, 4)(T(2, 5)), ShapeError, ("RNNCell", "(2, 5)")),
+    "RNNCell h": (lambda: nn.RNNCell(3, 4)(T(2, 3), T(2, 5)), ShapeError,
+                  ("RNNCell", "h of shape (2, 4)", "(2, 5)")),
+    "LSTMCell c0": (lambda: nn.LSTMCell(3, 4)(T(2, 3), (T(2, 4), T(3, 4))), ShapeError,
+                    ("LSTMCell", "c0", "(3, 4)")),
+    "RNN input": (lambda: nn.RNN(3, 4)(T(6, 2, 5)), ShapeError, ("RNN", "(6, 2, 5)")),
+    "LSTM h0": (lambda: nn.LSTM(3, 4, num_layers=2)(T(6, 2, 3), (T(1, 2, 4), T(1, 2, 4))),
+                ShapeError, ("LSTM", "(2, 2, 4)", "(1, 2, 4)")),
+    "Embedding id out of range": (lambda: nn.Embedding(5, 4)(ndl.Tensor([[1.0, 7.0]])),
+                                  ShapeError, ("Embedding", "[0, 5)")),
+    "Embedding fractional id": (lambda: nn.Embedding(5, 4)(ndl.Tensor([[1.5]])), ShapeError,
+                                ("Embedding", "integers", "1.5")),
+    "MultiHeadAttention shapes": (lambda: nn.MultiHeadAttention()(T(2, 2, 3, 4), T(2, 2, 3, 5),
+                                                                  T(2, 2, 3, 4)),
+                                  ShapeError, ("MultiHeadAttention", "(2, 2, 3, 5)")),
+    "AttentionLayer features": (lambda: nn.AttentionLayer(4, 2, 3)(T(2, 5, 6)), ShapeError,
+                                ("AttentionLayer > LayerNorm1d", "(2, 5, 6)")),
+    "Sequential class child": (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU), TypeError,
+                               ("Sequential: argument 1", "class ReLU", "ReLU(...)")),
+    "Sequential list child": (lambda: nn.Sequential([nn.ReLU()]), TypeError,
+                              ("Sequential", "Sequential(*modules)")),
+    "Sequential path": (_nested_model_error, ShapeError,
+                        ("Sequential[1] > Residual > Sequential[1] > Linear:", "(5, 3)")),
+    "Residual shape": (lambda: nn.Residual(nn.Linear(2, 3))(T(4, 2)), ShapeError,
+                       ("Residual", "(4, 3)", "(4, 2)")),
+    "module without checks": (lambda: _Head()(T(2, 4)), ShapeError,
+                              ("_Head: matmul", "(2, 4) and (3, 2)")),
     # scalars that are not scalars
     "array as scalar": (lambda: ndl.add_scalar(T(2), np.ones(3)), DTypeError, "scalar"),
     # graph mode
@@ -162,11 +284,15 @@ CHECKPOINT_CASES = {
     "checkpoint missing key": (_missing_key, NeedleError, "bias"),
     "checkpoint extra key": (_extra_key, NeedleError, "surprise"),
     "checkpoint wrong shape": (_wrong_shape, NeedleError, "(4, 2)"),
+    "checkpoint missing file": (_missing_checkpoint, CheckpointError, ("missing.npz", "no such")),
 }
 
 
-def test_catalogue_size():
-    assert len(CASES) + len(CHECKPOINT_CASES) >= 40
+def test_catalogue_size_is_the_one_readme_quotes():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quoted = re.search(r"catalogue: (\d+)\s+misuses", readme)
+    assert quoted, "README.md no longer quotes the size of the misuse catalogue"
+    assert int(quoted.group(1)) == len(CASES) + len(CHECKPOINT_CASES)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -178,7 +304,12 @@ def test_misuse(name):
         pytest.skip("the numpy backend has a single device")
     with pytest.raises(err) as info:
         fn()
-    assert fragment in str(info.value), f"{name}: message {str(info.value)!r}"
+    _check_message(name, info.value, fragment)
+
+
+def _check_message(name, error, fragments):
+    for fragment in (fragments,) if isinstance(fragments, str) else fragments:
+        assert fragment in str(error), f"{name}: message {str(error)!r} lacks {fragment!r}"
 
 
 @pytest.mark.parametrize("name", sorted(CHECKPOINT_CASES))
@@ -186,7 +317,34 @@ def test_checkpoint_misuse(name, tmp_path):
     fn, err, fragment = CHECKPOINT_CASES[name]
     with pytest.raises(err) as info:
         fn(tmp_path)
-    assert fragment in str(info.value), f"{name}: message {str(info.value)!r}"
+    _check_message(name, info.value, fragment)
+
+
+def test_missing_checkpoint_is_also_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _missing_checkpoint(tmp_path)
+    assert ndl.CheckpointError is CheckpointError
+    assert ndl.DataFormatError is ndl.errors.DataFormatError is ndl.data.DataFormatError
+
+
+def test_disabled_device_is_still_a_device():
+    cuda = ndl.cuda()
+    assert not cuda.enabled() and repr(cuda) == "cuda()"
+    assert not hasattr(cuda, "Array")  # a DeviceError that is also an AttributeError
+    with pytest.raises(AttributeError):
+        cuda.rand(2)
+    assert cuda in ndl.all_devices() or ndl.BACKEND == "np"
+
+
+def test_module_errors_keep_their_type_and_are_not_prefixed_twice():
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(4, 1))
+    with pytest.raises(ShapeError) as info:
+        model(T(5, 2))
+    assert str(info.value) == ("Sequential[1] > Linear: input of shape (5, 3) has 3 features, "
+                               "expected 4")
+    with pytest.raises(ShapeError) as again:  # a fresh error per call, not a growing prefix
+        model(T(5, 2))
+    assert str(again.value) == str(info.value)
 
 
 def test_nd_backend_rejects_integer_dtype():

@@ -667,6 +667,48 @@ def test_matmul_second_derivative(ab):
     assert gradgradcheck(lambda a, b: ndl.matmul(a, b) ** 2, tensor(ab[0]), tensor(ab[1]))
 
 
+# 1-D operands by numpy's rules: vector @ vector is 0-d, a vector operand's axis is dropped.
+MATMUL_VECTOR_SHAPES = [
+    ((4,), (4,)), ((1,), (1,)), ((3, 4), (4,)), ((4,), (4, 2)), ((2, 3, 4), (4,)),
+    ((4,), (2, 4, 3)), ((2, 1, 3, 4), (4,)), ((4,), (3, 1, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("sa, sb", MATMUL_VECTOR_SHAPES)
+def test_matmul_vectors(sa, sb):
+    a, b = make_values(sa, "real", 12), make_values(sb, "real", 13)
+    expected = np.matmul(a, b)
+    assert_close(ndl.matmul(tensor(a), tensor(b)), expected, rtol=1e-9)
+    assert_close(tensor(a) @ tensor(b), expected, rtol=1e-9)
+    assert gradcheck(ndl.matmul, tensor(a), tensor(b))
+    assert gradgradcheck(lambda x, y: ndl.matmul(x, y) ** 2, tensor(a), tensor(b))
+
+
+def test_matmul_vector_gradients_by_hand():
+    a, b = tensor([1.0, 2.0, 3.0]), tensor([4.0, 5.0, 6.0])
+    out = a @ b
+    assert out.shape == () and out.numpy() == 32.0
+    out.backward()
+    assert_close(a.grad, [4.0, 5.0, 6.0])
+    assert_close(b.grad, [1.0, 2.0, 3.0])
+    m = tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 2.0]])
+    (m @ a).backward(tensor([1.0, 10.0]))
+    assert_close(m.grad, [[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])  # outer(g, a)
+    assert_close(a.grad, [1.0, -8.0, 23.0])  # m.T @ g
+
+
+@given(st.integers(1, 4), st.integers(0, 2), st.booleans(), st.integers(0, 2 ** 16))
+def test_matmul_vector_hypothesis(n, batch_dims, vector_left, seed):
+    batch = (2, 3)[:batch_dims]
+    if vector_left:
+        sa, sb = (n,), batch + (n, 3)
+    else:
+        sa, sb = batch + (3, n), (n,)
+    a, b = make_values(sa, "real", seed), make_values(sb, "real", seed + 1)
+    assert_close(ndl.matmul(tensor(a), tensor(b)), np.matmul(a, b), rtol=1e-9)
+    assert gradcheck(ndl.matmul, tensor(a), tensor(b))
+
+
 def test_matmul_batched_gradient_shapes():
     a, b = tensor(np.ones((5, 4))), tensor(np.ones((6, 6, 4, 3)))
     ndl.matmul(a, b).backward()
@@ -1059,8 +1101,12 @@ OTHER_ERRORS = [  # name, failing call, error type, parts the message must conta
      ShapeError, ["(1, 2, 2, 1)"]),
     ("conv_not_4d", lambda: ndl.conv(tensor(np.ones((2, 2, 1))), tensor(np.ones((1, 1, 1, 1)))),
      ShapeError, ["(2, 2, 1)"]),
-    ("matmul_1d", lambda: ndl.matmul(tensor(np.ones(3)), tensor(np.ones((3, 2)))),
-     ShapeError, ["(3,)", "(3, 2)"]),
+    ("matmul_0d", lambda: ndl.matmul(tensor(np.ones(())), tensor(np.ones((3, 2)))),
+     ShapeError, ["at least 1 dim", "()", "(3, 2)"]),
+    ("matmul_vec_inner", lambda: ndl.matmul(tensor(np.ones(3)), tensor(np.ones((4, 2)))),
+     ShapeError, ["(3,)", "(4, 2)", "3 != 4"]),
+    ("matmul_mat_vec_inner", lambda: ndl.matmul(tensor(np.ones((2, 3))), tensor(np.ones(4))),
+     ShapeError, ["(2, 3)", "(4,)", "3 != 4"]),
     ("matmul_batch", lambda: ndl.matmul(tensor(np.ones((2, 2, 3))), tensor(np.ones((3, 3, 4)))),
      ShapeError, ["(2, 2, 3)", "(3, 3, 4)"]),
     ("stack_axis", lambda: ndl.stack([_x23(), _x23()], 4), ShapeError, ["4", "(2, 3)"]),

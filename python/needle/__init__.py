@@ -23,7 +23,16 @@ from .backend_selection import (
     cuda,
     default_device,
 )
-from .errors import DeviceError, DTypeError, GraphError, IndexOutOfRange, NeedleError, ShapeError
+from .errors import (
+    CheckpointError,
+    DataFormatError,
+    DeviceError,
+    DTypeError,
+    GraphError,
+    IndexOutOfRange,
+    NeedleError,
+    ShapeError,
+)
 from .ops import *  # noqa: F403
 
 # The training stack; init's ones/zeros(_like) (shape arguments) replace the op versions.

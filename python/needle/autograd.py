@@ -18,7 +18,7 @@ import numpy
 
 from . import _array
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
-from .errors import DeviceError, DTypeError, GraphError, ShapeError
+from .errors import DeviceError, DTypeError, GraphError, ShapeError, device_unavailable
 from .hooks import RemovableHandle, add_hook
 
 # When True, ops build nodes and compute only on ``realize_cached_data()``.
@@ -82,17 +82,39 @@ class set_grad_enabled:
         return wrapper
 
 
-class no_grad(set_grad_enabled):
-    """Disable graph recording: results are detached leaves (context manager or decorator)."""
+def _bare_decorator(cls: type, fn: Callable | None) -> Any:
+    """``cls()(fn)`` when a mode class is used as ``@cls`` (no parentheses), else None."""
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise TypeError(f"{cls.__name__}: expected a function to decorate (or no argument), "
+                        f"got {type(fn).__name__}")
+    return cls()(fn)
 
-    def __init__(self) -> None:
+
+class no_grad(set_grad_enabled):
+    """Disable graph recording: results are detached leaves.
+
+    Use it as ``with ndl.no_grad():``, ``@ndl.no_grad()`` or ``@ndl.no_grad``.
+    """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
+
+    def __init__(self, fn: Callable | None = None) -> None:
         super().__init__(False)
 
 
 class enable_grad(set_grad_enabled):
-    """Re-enable graph recording inside ``no_grad`` (context manager or decorator)."""
+    """Re-enable graph recording inside ``no_grad``.
 
-    def __init__(self) -> None:
+    Use it as ``with ndl.enable_grad():``, ``@ndl.enable_grad()`` or ``@ndl.enable_grad``.
+    """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
+
+    def __init__(self, fn: Callable | None = None) -> None:
         super().__init__(True)
 
 
@@ -112,7 +134,11 @@ class detect_anomaly:
     Inside the block, nodes remember the line of user code that created them, and the
     first op whose result or gradient holds NaN or Inf raises :class:`GraphError`
     naming the op, that creation site and the shapes. Off by default; free when off.
+    Also ``@detect_anomaly`` and ``@detect_anomaly()``.
     """
+
+    def __new__(cls, fn: Callable | None = None) -> Any:
+        return _bare_decorator(cls, fn) or super().__new__(cls)
 
     def __enter__(self) -> detect_anomaly:
         global _ANOMALY_DEPTH
@@ -398,12 +424,19 @@ class TensorTuple(Value):
     __slots__ = ()
 
     def __len__(self) -> int:
+        if self.cached_data is None and isinstance(self.op, needle_ops.MakeTensorTuple):
+            return len(self.inputs)  # known without a value, also in graph mode
         return len(self.realize_cached_data())
 
     def __getitem__(self, index: int) -> Tensor:
         from .ops import tuple_get_item
 
         return tuple_get_item(self, index)
+
+    def __iter__(self) -> Any:
+        # Through len(): iterating by __getitem__ alone would never stop on a graph-mode
+        # tuple, whose elements are built without being computed.
+        return iter(self.tuple())
 
     def tuple(self) -> tuple:
         return tuple(self[i] for i in range(len(self)))
@@ -449,6 +482,27 @@ def _to_numpy_input(array: Any) -> numpy.ndarray:
     return out
 
 
+def _reject_keywords(where: str, kwargs: dict, known: tuple) -> None:
+    """A TypeError naming the first unknown keyword (and the known one it resembles)."""
+    import difflib
+
+    name = next(iter(kwargs))
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TypeError(f"{where}() got an unexpected keyword argument {name!r}{hint}; "
+                    f"it accepts {', '.join(known)}")
+
+
+def _check_device(device: Any, where: str) -> None:
+    """DeviceError unless ``device`` is a needle device that is enabled on this machine."""
+    enabled = getattr(type(device), "enabled", None)
+    if enabled is None:
+        raise DeviceError(f"{where}: device must be a needle device such as ndl.cpu(), "
+                          f"got {device!r} of type {type(device).__name__}")
+    if not enabled(device):
+        raise device_unavailable(device, where)
+
+
 class Tensor(Value):
     """An n-dimensional array that records the ops applied to it.
 
@@ -463,6 +517,13 @@ class Tensor(Value):
         default ``nd`` backend (which also supports ``"float64"``).
     requires_grad : bool
         Whether ``backward()`` computes a gradient for this tensor.
+
+    Raises
+    ------
+    TypeError
+        For any other keyword argument (a typo such as ``requires_gard`` is not ignored).
+    DeviceError
+        ``device`` is not a needle device, or is not enabled (``ndl.cuda()`` without a GPU).
     """
 
     __slots__ = ()
@@ -481,6 +542,10 @@ class Tensor(Value):
         requires_grad: bool = True,
         **kwargs: Any,
     ) -> None:
+        if kwargs:
+            _reject_keywords("Tensor", kwargs, ("device", "dtype", "requires_grad"))
+        if device is not None:
+            _check_device(device, "Tensor")
         if isinstance(array, Tensor):
             if device is None:
                 device = array.device
@@ -807,14 +872,40 @@ class Tensor(Value):
 
     # -- methods --------------------------------------------------------------------------------
 
-    def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.summation(self, axes, keepdims=keepdims)
+    # Reductions take Needle's axes/keepdims or PyTorch's dim/keepdim (not both).
 
-    def mean(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.mean(self, axes, keepdims=keepdims)
+    def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return needle_ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
-    def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
-        return needle_ops.max(self, axes, keepdims=keepdims)
+    def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+             keepdim: bool | None = None) -> Tensor:
+        return needle_ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        """The maximum values over ``axes`` (no indices, also with ``dim``: Needle semantics)."""
+        return needle_ops.max(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+                  keepdim: bool | None = None) -> Tensor:
+        return needle_ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return needle_ops.softmax(self, axis, dim=dim)
+
+    def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return needle_ops.logsoftmax(self, axis, dim=dim)
+
+    @property
+    def T(self) -> Tensor:
+        """All axes reversed, like ``numpy.ndarray.T`` (a 0-d or 1-d tensor is unchanged)."""
+        return needle_ops.Permute(None)(self)
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two axes swapped (a batch of matrices, each transposed)."""
+        return needle_ops.Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
         return needle_ops.BroadcastTo(shape)(self)
@@ -924,6 +1015,13 @@ class _TupleSlot:
 
 def _sum_partials(node: Value, partials: list) -> Value:
     """Sum a node's partial adjoints; for a tuple, combine element slots by index."""
+    if node.cached_data is None and isinstance(node, TensorTuple):
+        # Graph mode: the tuple's length is known only at run time, so one op combines
+        # the element slots and whole-tuple partials when the graph is evaluated.
+        slots = [p for p in partials if isinstance(p, _TupleSlot)]
+        whole = [p for p in partials if not isinstance(p, _TupleSlot)]
+        return needle_ops.TupleAdjoint(tuple(p.index for p in slots), len(whole))(
+            node, *[p.grad for p in slots], *whole)
     if not any(isinstance(p, _TupleSlot) for p in partials):
         return sum_node_list(partials)
     n = len(node)

@@ -4,6 +4,8 @@ from typing import Any
 
 import numpy
 
+from .errors import device_unavailable
+
 __device_name__ = "numpy"
 _datatype = numpy.float32
 _datetype_size = numpy.dtype(_datatype).itemsize
@@ -71,6 +73,12 @@ class _DisabledDevice(Device):
 
     def enabled(self) -> bool:
         return False
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for what a disabled device lacks (rand, randn, Array, ...).
+        if name.startswith("__") or name == "name":
+            raise AttributeError(name)
+        raise device_unavailable(self, f"{self!r}.{name}")
 
 
 def cpu() -> CPUDevice:

@@ -30,6 +30,34 @@ class GraphError(NeedleError, RuntimeError):
     """Misuse of the autodiff graph: backward without a seed, NaN/Inf under anomaly mode..."""
 
 
+class CheckpointError(NeedleError, ValueError):
+    """A checkpoint that cannot be read, or that does not fit the model."""
+
+
+class DataFormatError(NeedleError, ValueError):
+    """A data file that is truncated, corrupted, or not in the expected format."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint file at the given path (also a ``FileNotFoundError``)."""
+
+
+class DeviceUnavailableError(DeviceError, AttributeError):
+    """A device that is not enabled on this machine was asked to hold or make an array.
+
+    Also an ``AttributeError``, so ``hasattr(ndl.cuda(), "Array")`` stays False instead of
+    raising.
+    """
+
+
+def device_unavailable(device: object, where: str) -> DeviceUnavailableError:
+    """The error for using a disabled ``device`` in ``where`` (e.g. ``"Tensor"``)."""
+    return DeviceUnavailableError(
+        f"{where}: device {device!r} is not enabled (no array module for it on this machine, "
+        "so it cannot hold arrays); use ndl.cpu()"
+    )
+
+
 def fmt_shapes(*shapes: tuple) -> str:
     """Format shapes as ``(2, 3) and (4, 5)`` for error messages."""
     return " and ".join(str(tuple(s)) for s in shapes)

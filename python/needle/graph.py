@@ -27,7 +27,7 @@ import numpy
 
 from . import ops
 from ._array import as_numpy, from_numpy
-from .autograd import Tensor, Value, enable_grad, find_topo_sort, reverse_pass
+from .autograd import Tensor, Value, _check_device, enable_grad, find_topo_sort, reverse_pass
 from .backend_selection import default_device
 from .errors import NeedleError
 from .ops import ops_graph
@@ -247,6 +247,8 @@ class Evaluator:
             if not isinstance(n, Value):
                 raise TypeError(f"Evaluator: eval_nodes must be graph nodes, got "
                                 f"{type(n).__name__}")
+        if device is not None:
+            _check_device(device, "Evaluator")
         self.device = device
         self._graph: set | None = None
 

@@ -16,13 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NeedleError
+from .errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = ["CheckpointError", "save", "load"]
-
-
-class CheckpointError(NeedleError, ValueError):
-    """A checkpoint that cannot be read, or that does not fit the model."""
 
 
 def _as_array(key: str, value: Any) -> np.ndarray:
@@ -104,14 +100,14 @@ def load(path: str | os.PathLike) -> OrderedDict[str, np.ndarray]:
 
     Raises
     ------
-    FileNotFoundError
-        No file at ``path``.
     CheckpointError
-        The file is not an ``.npz`` archive, is truncated or corrupted, or holds pickled data.
+        No file at ``path`` (then a ``CheckpointNotFoundError``, which is also a
+        ``FileNotFoundError``); or the file is not an ``.npz`` archive, is truncated or
+        corrupted, or holds pickled data.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"load: no checkpoint at {path!r}")
+        raise CheckpointNotFoundError(f"load: no checkpoint at {path!r} (no such file)")
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, ShapeError, device_unavailable
 from . import ndarray_backend_numpy
 from .ndarray_backend_numpy import Array as _NumpyArray
 
@@ -116,27 +116,35 @@ class BackendDevice:
             raise AttributeError(name)
         mod = self.mod
         if mod is None:
-            raise AttributeError(
-                f"device {self.name}() is not enabled, so it has no attribute {name!r}"
-            )
+            if name.startswith("__"):
+                # Protocol probes (copy, pickle, numpy) must see a plain missing attribute.
+                raise AttributeError(name)
+            raise device_unavailable(self, f"{self!r}.{name}")
         return getattr(mod, name)
 
     def enabled(self) -> bool:
         """Whether the device can allocate arrays."""
         return self.mod is not None
 
+    def _require_enabled(self, where: str) -> None:
+        if self.mod is None:
+            raise device_unavailable(self, where)
+
     def randn(self, *shape: int, dtype: str = "float32") -> NDArray:
         """Standard normal samples, drawn in one call from numpy's global RNG."""
+        self._require_enabled("randn")
         dt = _as_dtype(dtype)
         return NDArray._wrap(np.asarray(np.random.randn(*_shape_args(shape))).astype(dt), self)
 
     def rand(self, *shape: int, dtype: str = "float32") -> NDArray:
         """Uniform [0, 1) samples, drawn in one call from numpy's global RNG."""
+        self._require_enabled("rand")
         dt = _as_dtype(dtype)
         return NDArray._wrap(np.asarray(np.random.rand(*_shape_args(shape))).astype(dt), self)
 
     def one_hot(self, n: int, i: Any, dtype: str = "float32") -> NDArray:
         """Rows of the ``n x n`` identity selected by the integer indices ``i``."""
+        self._require_enabled("one_hot")
         dt = _as_dtype(dtype)
         if isinstance(i, NDArray):
             i = i.numpy()
@@ -149,6 +157,7 @@ class BackendDevice:
 
     def empty(self, shape: Any, dtype: str = "float32") -> NDArray:
         """Uninitialised array of ``shape``."""
+        self._require_enabled("empty")
         return NDArray.make(_as_shape(shape), device=self, dtype=_as_dtype(dtype))
 
     def full(self, shape: Any, fill_value: float, dtype: str = "float32") -> NDArray:
@@ -251,6 +260,8 @@ class NDArray:
             src = np.asarray(other)
             if device is None:
                 device = default_device()
+        if not device.enabled():
+            raise device_unavailable(device, "NDArray")
         if dtype is not None:
             dt = _as_dtype(dtype)
         elif keep and src.dtype in (_F32, _F64):
@@ -440,6 +451,8 @@ class NDArray:
         """This array on ``device`` (``self`` if already there, else a copy)."""
         if device == self._device:
             return self
+        if not device.enabled():
+            raise device_unavailable(device, "NDArray.to")
         return NDArray(self, device=device)
 
     def numpy(self) -> np.ndarray:

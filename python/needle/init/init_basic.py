@@ -9,13 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import Tensor, _check_device
 from ..backend_selection import BACKEND, default_device
 from ..errors import ShapeError
 
 
-def _device(device: Any) -> Any:
-    return default_device() if device is None else device
+def _device(device: Any, where: str) -> Any:
+    if device is None:
+        return default_device()
+    _check_device(device, where)
+    return device
 
 
 def _draw(device: Any, kind: str, shape: tuple) -> np.ndarray:
@@ -48,7 +51,7 @@ def rand(
     device, dtype, requires_grad
         Passed to the new Tensor.
     """
-    device = _device(device)
+    device = _device(device, "init.rand")
     array = _draw(device, "rand", shape) * (high - low) + low
     return _tensor(array, device, dtype, requires_grad)
 
@@ -62,7 +65,7 @@ def randn(
     requires_grad: bool = False,
 ) -> Tensor:
     """Normal samples with the given ``mean`` and ``std``."""
-    device = _device(device)
+    device = _device(device, "init.randn")
     array = _draw(device, "randn", shape) * std + mean
     return _tensor(array, device, dtype, requires_grad)
 
@@ -75,7 +78,7 @@ def constant(
     requires_grad: bool = False,
 ) -> Tensor:
     """A tensor of ``shape`` filled with ``c``."""
-    device = _device(device)
+    device = _device(device, "init.constant")
     return _tensor(np.full(shape, c, dtype=np.float64), device, dtype, requires_grad)
 
 
@@ -105,7 +108,7 @@ def randb(
     The ``nd`` backend has no bool dtype, so there the result is a float32 tensor of
     0.0 and 1.0 (or float64 when asked); under ``NEEDLE_BACKEND=np`` it is bool by default.
     """
-    device = _device(device)
+    device = _device(device, "init.randb")
     mask = _draw(device, "rand", shape) <= p
     if BACKEND == "nd" and np.dtype(dtype).kind != "f":
         dtype = "float32"
@@ -124,9 +127,12 @@ def one_hot(
     i : Tensor or array_like
         Integer class ids (any shape; float tensors holding integers are fine).
     """
-    device = _device(device)
-    ids = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
-    ids = ids.astype(np.int64)
+    device = _device(device, "init.one_hot")
+    raw = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
+    ids = raw.astype(np.int64)
+    if raw.dtype.kind == "f" and ids.size and not (ids == raw).all():
+        bad = raw[ids != raw].reshape(-1)[0]
+        raise ShapeError(f"one_hot: class ids must be integers, got {bad}")
     if ids.size and (ids.min() < 0 or ids.max() >= n):
         raise ShapeError(f"one_hot: class ids must be in [0, {n}); got {ids.min()}..{ids.max()}")
     # Scatter into (len(ids), n) rather than indexing an n x n identity: PTB has n = 10,000.

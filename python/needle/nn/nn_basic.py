@@ -10,9 +10,8 @@ import numpy as np
 
 from .. import init, ops
 from ..autograd import Tensor, no_grad
-from ..errors import DTypeError, ShapeError
+from ..errors import CheckpointError, DTypeError, NeedleError, ShapeError
 from ..hooks import RemovableHandle, add_hook
-from ..serialization import CheckpointError
 
 __all__ = [
     "Parameter", "Module", "Identity", "Linear", "Flatten", "ReLU", "Tanh", "Sigmoid",
@@ -71,6 +70,33 @@ class _ModuleHooks:
         self.post: dict = {}
 
 
+def _name_module_in_error(error: NeedleError, module: Module) -> None:
+    """Prefix ``error``'s message with the module it passed through, keeping its type.
+
+    Nested modules build a path, ``Sequential[1] > Residual > Linear: <message>``. A
+    message that already starts with the innermost module's name (the modules' own input
+    checks) is not prefixed twice. The exception is updated in place and re-raised by the
+    caller, so its type and traceback are kept.
+    """
+    name = type(module).__name__
+    child = error.__dict__.pop("_needle_child", None)
+    if child is not None and child[0] is module:
+        name = f"{name}[{child[1]}]"
+    path = error.__dict__.get("_needle_path")
+    if path is None:
+        if not error.args or not isinstance(error.args[0], str):
+            return
+        body = error.args[0]
+        own = type(module).__name__ + ": "
+        if body.startswith(own):
+            body = body[len(own):]
+        error._needle_body = body
+        error._needle_path = path = [name]
+    else:
+        path.insert(0, name)
+    error.args = (" > ".join(path) + ": " + error._needle_body,) + error.args[1:]
+
+
 class _LoadResult(NamedTuple):
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -109,6 +135,44 @@ class Module:
             for name, item in _named_items(value, attr):
                 if isinstance(item, Module):
                     yield name, item
+
+    def children(self) -> Iterator[Module]:
+        """The direct sub-Modules, each once, in definition order (PyTorch's ``children``)."""
+        seen: set[int] = set()
+        for _, module in self.named_children():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module (named ``prefix``, ``""`` by default) and
+        every sub-Module, each once, parents before their children.
+
+        Sub-Modules in lists, tuples and dicts are found as ``parameters()`` finds them and
+        named like ``state_dict`` keys: ``"modules.0"``, ``"blocks.2.fn"``.
+        """
+        seen: set[int] = set()
+        # An explicit stack (children pushed in reverse) gives the depth-first pre-order; a
+        # module reached twice keeps the name of its first visit, as in parameters().
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            stack.extend(reversed([(f"{name}.{child_name}" if name else child_name, child)
+                                   for child_name, child in module.named_children()]))
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) of every Parameter, each once, in the order of
+        ``parameters()``; the names are the ``state_dict`` keys (``"modules.0.weight"``)."""
+        seen: set[int] = set()
+        start = f"{prefix}." if prefix else ""
+        for name, tensor in self._named_tensors(start):
+            if isinstance(tensor, Parameter) and id(tensor) not in seen:
+                seen.add(id(tensor))
+                yield name, tensor
 
     def _named_tensors(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
         """(dotted name, tensor) of every Parameter and buffer, recursively."""
@@ -151,19 +215,25 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        hooks = self._hooks
-        if hooks is None or not (hooks.pre or hooks.post):
-            return self.forward(*args, **kwargs)
-        for hook in list(hooks.pre.values()):
-            replaced = hook(self, args)
-            if replaced is not None:
-                args = replaced if isinstance(replaced, tuple) else (replaced,)
-        output = self.forward(*args, **kwargs)
-        for hook in list(hooks.post.values()):
-            replaced = hook(self, args, output)
-            if replaced is not None:
-                output = replaced
-        return output
+        # A needle error raised anywhere inside forward names this module on its way out
+        # (free unless something is raised).
+        try:
+            hooks = self._hooks
+            if hooks is None or not (hooks.pre or hooks.post):
+                return self.forward(*args, **kwargs)
+            for hook in list(hooks.pre.values()):
+                replaced = hook(self, args)
+                if replaced is not None:
+                    args = replaced if isinstance(replaced, tuple) else (replaced,)
+            output = self.forward(*args, **kwargs)
+            for hook in list(hooks.post.values()):
+                replaced = hook(self, args, output)
+                if replaced is not None:
+                    output = replaced
+            return output
+        except NeedleError as e:
+            _name_module_in_error(e, self)
+            raise
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -353,6 +423,8 @@ class Flatten(Module):
 
     def forward(self, X: Tensor) -> Tensor:
         shape = X.shape
+        if not shape:
+            raise ShapeError("Flatten: expected an input of shape (batch, ...), got a 0-d tensor")
         return X.reshape((shape[0], int(np.prod(shape[1:]))))
 
 
@@ -382,11 +454,26 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                if isinstance(m, type) and issubclass(m, Module):
+                    what = f"the class {m.__name__}, not a module; write {m.__name__}(...)"
+                elif isinstance(m, (list, tuple)):
+                    what = (f"a {type(m).__name__}, not a Module; pass the modules as "
+                            "separate arguments: Sequential(*modules)")
+                else:
+                    what = f"a {type(m).__name__}, not a Module"
+                raise TypeError(f"Sequential: argument {i} is {what}")
         self.modules = modules
 
     def forward(self, x: Tensor) -> Tensor:
-        for module in self.modules:
-            x = module(x)
+        for i, module in enumerate(self.modules):
+            try:
+                x = module(x)
+            except NeedleError as e:
+                # Lets Module.__call__ name the failing child as Sequential[i].
+                e._needle_child = (self, i)
+                raise
         return x
 
     def _repr_children(self) -> Iterator[tuple[str, Module]]:
@@ -406,6 +493,11 @@ class SoftmaxLoss(Module):
         if len(logits.shape) != 2:
             raise ShapeError(f"SoftmaxLoss: logits must be (batch, classes), got {logits.shape}")
         batch, classes = logits.shape
+        y_shape = tuple(np.shape(y))
+        if y_shape != (batch,):
+            raise ShapeError(f"SoftmaxLoss: logits of shape {logits.shape} need labels of "
+                             f"shape ({batch},) (one class id per row), got labels of shape "
+                             f"{y_shape}")
         y_one_hot = init.one_hot(classes, y, device=logits.device, dtype=logits.dtype)
         lse = ops.logsumexp(logits, axes=(1,))
         true_logit = (logits * y_one_hot).sum(axes=(1,))
@@ -473,6 +565,9 @@ class BatchNorm2d(BatchNorm1d):
         if len(x.shape) != 4:
             raise ShapeError(f"BatchNorm2d: expected NCHW input, got {x.shape}")
         n, c, h, w = x.shape
+        if c != self.dim:
+            raise ShapeError(f"BatchNorm2d: expected NCHW input with {self.dim} channels, "
+                             f"got shape {x.shape}")
         flat = x.permute((0, 2, 3, 1)).reshape((n * h * w, c))
         out = super().forward(flat)
         return out.reshape((n, h, w, c)).permute((0, 3, 1, 2))
@@ -538,4 +633,8 @@ class Residual(Module):
         self.fn = fn
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x) + x
+        y = self.fn(x)
+        if y.shape != x.shape:
+            raise ShapeError(f"Residual: fn(x) has shape {y.shape} but x has shape {x.shape}; "
+                             f"the wrapped {type(self.fn).__name__} must keep its input's shape")
+        return y + x

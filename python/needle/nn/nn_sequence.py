@@ -48,6 +48,24 @@ def _check_state(name: str, h: Tensor, x: Tensor, num_layers: int, hidden_size: 
                          f"hidden_size) for input {x.shape}, got {h.shape}")
 
 
+def _check_cell_state(name: str, what: str, h: Any, x: Tensor, hidden_size: int) -> None:
+    want = (x.shape[0], hidden_size)
+    if tuple(np.shape(h)) != want:
+        raise ShapeError(f"{name}: expected {what} of shape {want} (batch, hidden_size) for "
+                         f"input {x.shape}, got {tuple(np.shape(h))}")
+
+
+def _check_ids(name: str, ids: np.ndarray, n: int) -> np.ndarray:
+    """``ids`` as int64, or a ShapeError for ids that are not integers in [0, n)."""
+    as_int = ids.astype(np.int64)
+    if ids.dtype.kind == "f" and ids.size and not (as_int == ids).all():
+        bad = ids[as_int != ids].reshape(-1)[0]
+        raise ShapeError(f"{name}: ids must be integers, got {bad}")
+    if as_int.size and (as_int.min() < 0 or as_int.max() >= n):
+        raise ShapeError(f"{name}: ids must be in [0, {n}), got {as_int.min()}..{as_int.max()}")
+    return as_int
+
+
 class RNNCell(Module):
     """One step of an Elman RNN: ``h' = act(x W_ih + b_ih + h W_hh + b_hh)``.
 
@@ -89,6 +107,8 @@ class RNNCell(Module):
         if h is None:
             # Zeros rather than skipping the product: W_hh then always gets a gradient.
             h = init.zeros(X.shape[0], self.hidden_size, device=X.device, dtype=X.dtype)
+        else:
+            _check_cell_state("RNNCell", "h", h, X, self.hidden_size)
         out = X @ self.W_ih + h @ self.W_hh
         if self.bias_ih is not None:
             out = out + _row(self.bias_ih, out.shape) + _row(self.bias_hh, out.shape)
@@ -159,7 +179,12 @@ class LSTMCell(Module):
         if h is None:
             zeros = init.zeros(batch, self.hidden_size, device=X.device, dtype=X.dtype)
             h = (zeros, zeros)
+        if not isinstance(h, (tuple, list)) or len(h) != 2:
+            raise ShapeError(f"LSTMCell: h must be None or a pair (h0, c0), got "
+                             f"{type(h).__name__}")
         h0, c0 = h
+        _check_cell_state("LSTMCell", "h0", h0, X, self.hidden_size)
+        _check_cell_state("LSTMCell", "c0", c0, X, self.hidden_size)
         gates = X @ self.W_ih + h0 @ self.W_hh
         if self.bias_ih is not None:
             gates = gates + _row(self.bias_ih, gates.shape) + _row(self.bias_hh, gates.shape)
@@ -224,10 +249,7 @@ class Embedding(Module):
                                            dtype=dtype, requires_grad=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        ids = x.numpy().astype(np.int64).reshape(-1)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
-            raise ShapeError(f"Embedding: ids must be in [0, {self.num_embeddings}), got "
-                             f"{ids.min()}..{ids.max()}")
+        ids = _check_ids("Embedding", np.asarray(x.numpy()).reshape(-1), self.num_embeddings)
         hot = init.one_hot(self.num_embeddings, ids, device=self.weight.device,
                            dtype=self.weight.dtype)
         out = hot @ self.weight

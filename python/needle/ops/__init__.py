@@ -9,15 +9,15 @@ from .ops_nn import (
     flip, pad, undilate,
 )
 from .ops_tuple import (
-    FusedAddScalars, MakeTensorTuple, Split, Stack, TupleGetItem, fused_add_scalars,
-    make_tuple, split, stack, tuple_get_item,
+    FusedAddScalars, MakeTensorTuple, Split, Stack, TupleAdjoint, TupleGetItem,
+    fused_add_scalars, make_tuple, split, stack, tuple_get_item,
 )
 
 __all__ = list(_math_all) + [
     "LogSoftmax", "LogSumExp", "Softmax", "logsoftmax", "logsumexp", "softmax",
     "Conv", "ConvGradInput", "ConvGradWeight", "Dilate", "DilateLike", "Flip", "Pad", "UnDilate",
     "conv", "dilate", "flip", "pad", "undilate",
-    "FusedAddScalars", "MakeTensorTuple", "Split", "Stack", "TupleGetItem",
+    "FusedAddScalars", "MakeTensorTuple", "Split", "Stack", "TupleAdjoint", "TupleGetItem",
     "fused_add_scalars", "make_tuple", "split", "stack", "tuple_get_item",
 ]
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]

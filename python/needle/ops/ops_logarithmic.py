@@ -9,6 +9,7 @@ import numpy
 from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError
+from ._args import reduction_args
 from .ops_mathematic import BroadcastLike, _normalize_axes, exp, summation
 
 
@@ -43,34 +44,43 @@ class LogSoftmax(TensorOp):
         return out_grad - exp(node) * total
 
 
-def logsoftmax(a: Tensor, axis: int = -1) -> Tensor:
-    """Stable ``a - logsumexp(a)`` along ``axis`` (default: the last)."""
+def logsoftmax(a: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """Stable ``a - logsumexp(a)`` along ``axis`` (default: the last; ``dim`` is PyTorch's
+    spelling)."""
+    axis, _ = reduction_args("logsoftmax", axis, dim, axes_default=-1)
     return LogSoftmax(axis)(a)
 
 
 class LogSumExp(TensorOp):
     """``log(sum(exp(x)))`` over ``axes`` (None: all), dropping them; stable for huge inputs."""
 
-    def __init__(self, axes: Any = None):
+    def __init__(self, axes: Any = None, keepdims: bool = False):
         self.axes = axes
+        self.keepdims = keepdims
 
     def compute(self, Z: Any) -> Any:
         z = _float(Z, "logsumexp")
         axes = _normalize_axes(self.axes, z.ndim, "logsumexp", z.shape)
         m = _stable_max(z, axes)
         out = numpy.log(numpy.exp(z - m).sum(axis=axes, keepdims=True)) + m
+        if self.keepdims:
+            return wrap(out, Z)
         return wrap(out.reshape([d for i, d in enumerate(z.shape) if i not in axes]), Z)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # softmax(z) rather than exp(z - lse): lse rounds at large magnitudes (1e10 in
         # float32), and the softmax op stays exact there.
         z = node.inputs[0]
-        return BroadcastLike(self.axes)(out_grad, z) * Softmax(self.axes)(z)
+        axes = None if self.keepdims else self.axes
+        return BroadcastLike(axes)(out_grad, z) * Softmax(self.axes)(z)
 
 
-def logsumexp(a: Tensor, axes: Any = None) -> Tensor:
-    """Stable ``log(sum(exp(a)))`` over ``axes`` (None: all; int or tuple), dropping them."""
-    return LogSumExp(axes=axes)(a)
+def logsumexp(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+              keepdim: bool | None = None) -> Tensor:
+    """Stable ``log(sum(exp(a)))`` over ``axes`` (None: all; int or tuple), dropping them
+    unless ``keepdims``; ``dim``/``keepdim`` are PyTorch's spellings."""
+    axes, keepdims = reduction_args("logsumexp", axes, dim, keepdims, keepdim)
+    return LogSumExp(axes=axes, keepdims=keepdims)(a)
 
 
 class Softmax(TensorOp):
@@ -90,6 +100,8 @@ class Softmax(TensorOp):
         return node * (out_grad - dot)
 
 
-def softmax(a: Tensor, axis: int = -1) -> Tensor:
-    """Stable ``exp(a) / sum(exp(a))`` along ``axis`` (default: the last)."""
+def softmax(a: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """Stable ``exp(a) / sum(exp(a))`` along ``axis`` (default: the last; ``dim`` is
+    PyTorch's spelling)."""
+    axis, _ = reduction_args("softmax", axis, dim, axes_default=-1)
     return Softmax(axis)(a)

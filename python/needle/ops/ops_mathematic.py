@@ -18,6 +18,7 @@ import numpy
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
+from ._args import reduction_args
 
 __all__ = [
     "unbroadcast",
@@ -100,6 +101,8 @@ __all__ = [
     "Max",
     "max",
     "MatMul",
+    "MatMulOperand",
+    "MatMulOutGrad",
     "matmul",
 ]
 
@@ -735,13 +738,15 @@ def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
 
 
 class Permute(TensorOp):
-    """Reorder all axes: output axis i is input axis ``axes[i]``."""
+    """Reorder all axes: output axis i is input axis ``axes[i]``; None reverses them."""
 
-    def __init__(self, axes: tuple):
-        self.axes = tuple(int(x) for x in axes)
+    def __init__(self, axes: tuple | None):
+        self.axes = None if axes is None else tuple(int(x) for x in axes)
 
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
+        if self.axes is None:
+            return wrap(av.transpose(), a)
         if sorted(x % builtins.max(av.ndim, 1) for x in self.axes) != list(range(av.ndim)) or (
             builtins.any(not -av.ndim <= x < av.ndim for x in self.axes)
         ):
@@ -750,6 +755,8 @@ class Permute(TensorOp):
         return wrap(numpy.transpose(av, self.axes), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        if self.axes is None:
+            return Permute(None)(out_grad)
         n = len(self.axes)
         inverse = tuple(int(i) for i in numpy.argsort([x % n for x in self.axes]))
         return Permute(inverse)(out_grad)
@@ -870,7 +877,10 @@ class Summation(TensorOp):
         return broadcast_like(out_grad, node.inputs[0], axes)
 
 
-def summation(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+def summation(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+              keepdim: bool | None = None) -> Tensor:
+    """Sum over ``axes`` (None: all; int or tuple); ``dim``/``keepdim`` are PyTorch's spellings."""
+    axes, keepdims = reduction_args("summation", axes, dim, keepdims, keepdim)
     return Summation(axes, keepdims)(a)
 
 
@@ -893,7 +903,10 @@ class Mean(TensorOp):
         return BroadcastLike(axes, mean=True)(out_grad, node.inputs[0])
 
 
-def mean(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:
+def mean(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+         keepdim: bool | None = None) -> Tensor:
+    """Mean over ``axes`` (None: all); ``dim``/``keepdim`` are PyTorch's spellings."""
+    axes, keepdims = reduction_args("mean", axes, dim, keepdims, keepdim)
     return Mean(axes, keepdims)(a)
 
 
@@ -919,7 +932,13 @@ class Max(TensorOp):
         return BroadcastLike(axes)(out_grad, x) * mask / ties
 
 
-def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def max(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
+        keepdim: bool | None = None) -> Tensor:
+    """Maximum over ``axes`` (None: all); ``dim``/``keepdim`` are PyTorch's spellings.
+
+    Only the values are returned (Needle semantics), also with ``dim`` given.
+    """
+    axes, keepdims = reduction_args("max", axes, dim, keepdims, keepdim)
     return Max(axes, keepdims)(a)
 
 
@@ -927,14 +946,21 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
 # Matrix product
 
 
-def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str) -> numpy.ndarray:
-    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit."""
-    if av.ndim < 2 or bv.ndim < 2:
-        raise ShapeError(f"{op}: operands need at least 2 dims, got shapes "
-                         f"{tuple(av.shape)} and {tuple(bv.shape)}")
-    if av.shape[-1] != bv.shape[-2]:
+def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
+                  vectors: bool = False) -> numpy.ndarray:
+    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit.
+
+    ``vectors=True`` also accepts 1-D operands, by numpy's rules.
+    """
+    least = 1 if vectors else 2
+    if av.ndim < least or bv.ndim < least:
+        hint = " (use * to multiply by a scalar)" if vectors else ""
+        raise ShapeError(f"{op}: operands need at least {least} dim{'s' if least > 1 else ''}"
+                         f"{hint}, got shapes {tuple(av.shape)} and {tuple(bv.shape)}")
+    inner_b = bv.shape[-2] if bv.ndim >= 2 else bv.shape[0]
+    if av.shape[-1] != inner_b:
         raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
-                         f"aligned ({av.shape[-1]} != {bv.shape[-2]})")
+                         f"aligned ({av.shape[-1]} != {inner_b})")
     try:
         return av @ bv
     except ValueError:
@@ -943,18 +969,64 @@ def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str) -> numpy.ndarra
 
 
 class MatMul(TensorOp):
-    """Matrix product with batch broadcasting (numpy ``matmul`` rules, 2-D or more)."""
+    """Matrix product by numpy's ``matmul`` rules: batch broadcasting, and 1-D operands
+    (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul"), a)
+        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul", vectors=True), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        # Skip the product for an input that takes no gradient (e.g. the data batch).
-        grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
-        grad_b = unbroadcast(transpose(a) @ out_grad, b) if b.requires_grad else None
+        x, y = a.cached_data, b.cached_data
+        if x is not None and y is not None and len(x.shape) >= 2 and len(y.shape) >= 2:
+            # Skip the product for an input that takes no gradient (e.g. the data batch).
+            grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
+            grad_b = unbroadcast(transpose(a) @ out_grad, b) if b.requires_grad else None
+            return grad_a, grad_b
+        # A vector operand, or shapes not known yet (graph mode): do the matrix case on
+        # 1-D operands viewed as (1, n) / (n, 1), then give each gradient its input's shape.
+        a2, b2 = MatMulOperand(0)(a), MatMulOperand(1)(b)
+        g2 = MatMulOutGrad()(out_grad, a, b)
+        grad_a = (ReshapeLike()(unbroadcast(g2 @ transpose(b2), a2), a)
+                  if a.requires_grad else None)
+        grad_b = (ReshapeLike()(unbroadcast(transpose(a2) @ g2, b2), b)
+                  if b.requires_grad else None)
         return grad_a, grad_b
 
 
+class MatMulOperand(TensorOp):
+    """A matmul operand as a matrix: 1-D ``(n,)`` becomes ``(1, n)`` on the left
+    (``side=0``) or ``(n, 1)`` on the right (``side=1``); other shapes pass unchanged."""
+
+    def __init__(self, side: int):
+        self.side = side
+
+    def compute(self, a: Any) -> Any:
+        av = as_numpy(a)
+        if av.ndim != 1:
+            return a
+        return wrap(av[None, :] if self.side == 0 else av[:, None], a)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
+        return ReshapeLike()(out_grad, node.inputs[0])
+
+
+class MatMulOutGrad(TensorOp):
+    """A gradient of ``a @ b`` with the axes that 1-D operands dropped put back (size 1),
+    so that it has the shape of the product of the matrix views of ``a`` and ``b``."""
+
+    def compute(self, g: Any, a: Any, b: Any) -> Any:
+        gv = as_numpy(g)
+        if len(b.shape) == 1:
+            gv = gv[..., None]
+        if len(a.shape) == 1:
+            gv = gv[..., None, :]
+        return wrap(contiguous(gv), g)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return ReshapeLike()(out_grad, node.inputs[0]), None, None
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` by numpy's rules (batched, and 1-D operands as vectors)."""
     return MatMul()(a, b)

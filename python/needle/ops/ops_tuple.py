@@ -9,7 +9,6 @@ import numpy
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
-from .ops_mathematic import zeros_like
 
 
 class MakeTensorTuple(TensorTupleOp):
@@ -19,7 +18,8 @@ class MakeTensorTuple(TensorTupleOp):
         return tuple(args)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> tuple:
-        return tuple(out_grad[i] for i in range(len(out_grad)))
+        # The length comes from the node's inputs: out_grad may have no value yet (graph mode).
+        return tuple(tuple_get_item(out_grad, i) for i in range(len(node.inputs)))
 
 
 def make_tuple(*args: Tensor) -> TensorTuple:
@@ -57,15 +57,56 @@ class TupleGetItem(TensorOp):
             raise _index_error(self.index, len(a)) from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
-        tup = node.inputs[0]
-        index = self.index % len(tup)
-        return make_tuple(*[out_grad if i == index else zeros_like(tup[i])
-                            for i in range(len(tup))])
+        return TupleAdjoint((self.index,), 0)(node.inputs[0], out_grad)
 
 
 def tuple_get_item(value: TensorTuple, index: int) -> Tensor:
     """Element ``index`` of ``value`` (folded to the input itself for a ``make_tuple``)."""
     return TupleGetItem(index)(value)
+
+
+class TupleAdjoint(TensorTupleOp):
+    """The adjoint of a tuple node, built from element gradients and whole-tuple gradients.
+
+    Inputs are ``(ref, *element_grads, *tuple_grads)``: ``ref`` is the tuple node (only its
+    length and element shapes are used), ``element_grads[k]`` is a gradient for element
+    ``indices[k]``, and ``n_tuples`` whole TensorTuple gradients follow. The result holds,
+    per element, the sum of its gradients, or zeros. The length is read at compute time,
+    so this works on graph-mode tuples (e.g. ``split`` of a placeholder), whose length is
+    not known when the gradient graph is built.
+    """
+
+    def __init__(self, indices: tuple, n_tuples: int):
+        self.indices = tuple(indices)
+        self.n_tuples = n_tuples
+
+    def compute(self, ref: tuple, *args: Any) -> tuple:
+        n = len(ref)
+        k = len(self.indices)
+        parts: list[list] = [[] for _ in range(n)]
+        for index, g in zip(self.indices, args[:k]):
+            if not -n <= index < n:
+                raise _index_error(index, n)
+            parts[index % n].append(g)
+        for tup in args[k:]:
+            for j in range(n):
+                parts[j].append(tup[j])
+        out = []
+        for j, grads in enumerate(parts):
+            if not grads:
+                out.append(wrap(numpy.zeros(ref[j].shape, dtype=ref[j].dtype), ref[j]))
+            elif len(grads) == 1:
+                out.append(grads[0])
+            else:
+                total = as_numpy(grads[0])
+                for g in grads[1:]:
+                    total = total + as_numpy(g)
+                out.append(wrap(total, grads[0]))
+        return tuple(out)
+
+    def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> tuple:
+        return ((None,) + tuple(tuple_get_item(out_grad, i) for i in self.indices)
+                + (out_grad,) * self.n_tuples)
 
 
 class FusedAddScalars(TensorTupleOp):
@@ -130,7 +171,8 @@ class Split(TensorTupleOp):
         return tuple(wrap(contiguous(part), A) for part in moved)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
-        return stack([out_grad[i] for i in range(len(out_grad))], self.axis)
+        # Stack takes the tuple node itself, so the number of parts need not be known here.
+        return Stack(self.axis)(out_grad)
 
 
 def split(a: Tensor, axis: int) -> TensorTuple:

@@ -10,16 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import NeedleError
+from ...errors import DataFormatError
 from ..data_basic import Dataset
 
 # idx magic numbers for unsigned-byte data: 0x0801 (1-D labels), 0x0803 (3-D images).
 LABELS_MAGIC = 2049
 IMAGES_MAGIC = 2051
-
-
-class DataFormatError(NeedleError, ValueError):
-    """A data file that is truncated, corrupted, or not in the expected format."""
 
 
 def _read_bytes(path: str) -> bytes:

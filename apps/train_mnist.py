@@ -10,6 +10,12 @@ Data, in this order:
 Prints which source it used, a progress bar per epoch, a table of per-epoch train/test
 loss and accuracy, and writes a PNG of the curves, a checkpoint (``needle.save``) and a
 ``metrics.json`` into ``--out-dir``.
+
+Data-parallel on several processes: ``mpiexec -n 2 python -m apps.train_mnist --distributed``
+(``--distributed`` is implied when ``mpiexec`` started more than one process). Each global
+batch of ``--batch-size`` samples is split evenly across the ranks (``DistributedSampler``),
+gradients are averaged by ``DistributedDataParallel``, metrics are summed over the ranks,
+and rank 0 alone prints and writes files.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ if __name__ == "__main__":
         os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 import urllib.parse  # noqa: E402
@@ -33,6 +40,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import needle as ndl  # noqa: E402
+import needle.distributed as dist  # noqa: E402
 import needle.nn as nn  # noqa: E402
 from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
 from apps.mlp_resnet import MLPResNet  # noqa: E402
@@ -152,12 +160,18 @@ def find_data(data_dir: str, seed: int, download: bool = True, source: str = "au
 
 
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,
-              desc: str | None = None) -> tuple[float, float]:
-    """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy) over samples."""
+              desc: str | None = None, counted: int | None = None) -> tuple[float, float]:
+    """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy) over samples.
+
+    In a distributed run the sums behind both are added up over the ranks, so every rank
+    returns the figures of the whole data set; ``counted`` is how many of this rank's
+    samples count (its first ones: ``DistributedSampler`` pads a rank's share at the end
+    with repeats, which take part in training but not in the figures).
+    """
     loss_fn = nn.SoftmaxLoss()
     model.train() if opt is not None else model.eval()
     bar = progress(loader, len(loader), desc or "", enabled=desc is not None)
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, position = 0.0, 0, 0, 0
     for X, y in bar:
         logits = model(X.reshape((X.shape[0], -1)))
         loss = loss_fn(logits, y)
@@ -166,37 +180,97 @@ def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,
             loss.backward()
             opt.step()
         n = X.shape[0]
-        total_loss += float(loss.numpy()) * n
-        correct += int(np.sum(logits.numpy().argmax(axis=1) == y.numpy()))
-        seen += n
-        if hasattr(bar, "set_postfix"):
+        keep = n if counted is None else max(0, min(n, counted - position))
+        position += n
+        if keep < n:  # padding at the end of this rank's share
+            if keep:
+                loss = loss_fn(ndl.Tensor(logits.numpy()[:keep], dtype=logits.dtype,
+                                          requires_grad=False),
+                               ndl.Tensor(y.numpy()[:keep], dtype=y.dtype, requires_grad=False))
+            predicted, labels = logits.numpy()[:keep].argmax(axis=1), y.numpy()[:keep]
+        else:
+            predicted, labels = logits.numpy().argmax(axis=1), y.numpy()
+        if keep:
+            total_loss += float(loss.numpy()) * keep
+            correct += int(np.sum(predicted == labels))
+            seen += keep
+        if hasattr(bar, "set_postfix") and seen:
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}",
                             refresh=False)
+    if dist.is_initialized():
+        sums = ndl.Tensor(np.array([total_loss, correct, seen], dtype=np.float64),
+                          dtype="float64", requires_grad=False)
+        dist.all_reduce(sums)
+        total_loss, correct, seen = sums.numpy().tolist()
     return total_loss / seen, correct / seen
+
+
+def build_model(dim: int, hidden_dim: int, norm: str = "batch", drop_prob: float = 0.1,
+                dtype: str = "float32") -> nn.Module:
+    """The demo's MLPResNet; ``norm="none"`` replaces BatchNorm by the identity."""
+    norm_layer = nn.BatchNorm1d if norm == "batch" else (lambda d, **kw: nn.Identity())
+    return MLPResNet(dim, hidden_dim=hidden_dim, norm=norm_layer, drop_prob=drop_prob,
+                     dtype=dtype)
+
+
+def _loader(dataset: ndl.data.Dataset, batch_size: int, shuffle: bool, seed: int,
+            dtype: str = "float32") -> tuple[ndl.data.DataLoader, Any, int | None]:
+    """The loader of this process: the whole data set, or in a distributed run this rank's
+    share of each global batch. Returns (loader, sampler or None, samples that count)."""
+    dtype = None if dtype == "float32" else dtype  # the default: as before (float32 data)
+    if not dist.is_initialized():
+        loader = ndl.data.DataLoader(dataset, batch_size, shuffle=shuffle, dtype=dtype)
+        return loader, None, None
+    world, rank = dist.get_world_size(), dist.get_rank()
+    if batch_size % world:
+        raise ValueError(f"train_mnist: the global batch size {batch_size} is not a multiple "
+                         f"of the {world} processes")
+    sampler = ndl.data.DistributedSampler(dataset, world, rank, shuffle=shuffle, seed=seed)
+    counted = len(range(rank, len(dataset), world))  # the rest is padding
+    loader = ndl.data.DataLoader(dataset, batch_size // world, sampler=sampler, dtype=dtype)
+    return loader, sampler, counted
 
 
 def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int,
           weight_decay: float, seed: int, progress: bool = True,
-          on_epoch: Callable[[dict], None] | None = None) -> tuple[nn.Module, list]:
+          on_epoch: Callable[[dict], None] | None = None, norm: str = "batch",
+          drop_prob: float = 0.1, dtype: str = "float32") -> tuple[nn.Module, list]:
     """Adam with a cosine learning-rate schedule; returns the model and per-epoch metrics.
 
     ``on_epoch``, if given, is called with each epoch's metrics as soon as they exist.
+    Inside an initialised ``needle.distributed`` process group the model is wrapped in
+    ``DistributedDataParallel`` and each rank takes its share of every global batch of
+    ``batch_size``; the returned model is the wrapped one.
     """
     np.random.seed(seed)
-    model = MLPResNet(data.dim, hidden_dim=hidden_dim)
+    model = build_model(data.dim, hidden_dim, norm, drop_prob, dtype)
+    distributed = dist.is_initialized()
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(model)
     opt = ndl.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    train_loader = ndl.data.DataLoader(data.train, batch_size, shuffle=True)
-    test_loader = ndl.data.DataLoader(data.test, 256)
+    train_loader, sampler, train_counted = _loader(data.train, batch_size, True, seed, dtype)
+    test_loader, _, test_counted = _loader(data.test, 256, False, seed, dtype)
     history = []
     for e in range(epochs):
         start = time.perf_counter()
+        if sampler is not None:
+            sampler.set_epoch(e)
+        if distributed:
+            model.reset_comm_stats()
         opt.lr = lr * 0.5 * (1 + math.cos(math.pi * e / epochs))
         desc = f"epoch {e + 1:>2}/{epochs}" if progress else None
-        train_loss, train_acc = run_epoch(train_loader, model, opt, desc)
-        test_loss, test_acc = run_epoch(test_loader, model)
-        history.append({"epoch": e + 1, "lr": opt.lr, "train_loss": train_loss,
-                        "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-                        "seconds": time.perf_counter() - start})
+        train_loss, train_acc = run_epoch(train_loader, model, opt, desc, train_counted)
+        record = {"epoch": e + 1, "lr": opt.lr, "train_loss": train_loss,
+                  "train_acc": train_acc}
+        if distributed:
+            stats = model.comm_stats()
+            steps = max(stats["rounds"], 1)
+            record["allreduce_ms_per_step"] = 1e3 * stats["comm_seconds"] / steps
+            record["allreduce_wait_ms_per_step"] = 1e3 * stats["wait_seconds"] / steps
+        test_loss, test_acc = run_epoch(test_loader, model, counted=test_counted)
+        record.update(test_loss=test_loss, test_acc=test_acc,
+                      seconds=time.perf_counter() - start)
+        history.append(record)
         if on_epoch is not None:
             on_epoch(history[-1])
     return model, history
@@ -206,11 +280,17 @@ def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int
 # Reporting
 
 
+COLUMNS = ["epoch", "lr", "train loss", "train acc", "test loss", "test acc", "seconds"]
+
+
 def _table_row(table: Table) -> Callable[[dict], None]:
     """An ``on_epoch`` callback that prints an epoch's metrics as a row of ``table``."""
     def add(h: dict) -> None:
-        table.add(h["epoch"], f"{h['lr']:.2e}", h["train_loss"], h["train_acc"],
-                  h["test_loss"], h["test_acc"], f"{h['seconds']:.1f}")
+        row = [h["epoch"], f"{h['lr']:.2e}", h["train_loss"], h["train_acc"],
+               h["test_loss"], h["test_acc"], f"{h['seconds']:.1f}"]
+        if "allreduce_ms_per_step" in h:
+            row.append(f"{h['allreduce_ms_per_step']:.2f}")
+        table.add(*row)
     return add
 
 
@@ -238,47 +318,122 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
          default=os.path.join("runs", "train_mnist"))
     flag("--source", "force a data source instead of the first available one",
          choices=("auto", "mnist", "digits"), default="auto")
+    flag("--norm", "normalisation in the residual blocks ('none': no BatchNorm, so that "
+         "runs on different numbers of processes compute the same thing)",
+         choices=("batch", "none"), default="batch")
+    flag("--drop-prob", "dropout probability in the residual blocks", type=float, default=0.1)
+    flag("--dtype", "of the parameters and batches (float64: runs on different numbers of "
+         "processes then agree to rounding)", choices=("float32", "float64"),
+         default="float32")
     parser.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
+    parser.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel over the processes that mpiexec started (implied when it started "
+             "more than one): --batch-size is the global batch, split across the ranks")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the demo; returns the metrics that it also writes to ``metrics.json``."""
+    """Run the demo; returns the metrics that it also writes to ``metrics.json``.
+
+    In a distributed run every rank trains and returns the same metrics; only rank 0
+    prints and writes files.
+    """
     args = parse_args(argv)
+    args.distributed = args.distributed or (dist.launched_world_size() or 1) > 1
+    started = args.distributed and not dist.is_initialized()
+    if started:
+        dist.init_process_group("mpi")
+    try:
+        if args.distributed and dist.get_rank() != 0:
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                return _run(args)
+        return _run(args)
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _find_data(args: argparse.Namespace) -> Digits:
+    """The data source; in a distributed run rank 0 chooses and the others follow."""
+    if not args.distributed:
+        return find_data(args.data_dir, args.seed, download=not args.no_download,
+                         source=args.source)
+    rank = dist.get_rank()
+    data = None
+    if rank == 0:
+        data = find_data(args.data_dir, args.seed, download=not args.no_download,
+                         source=args.source)
+    choice = ndl.Tensor([float(data is not None and data.name == "mnist")], dtype="float64",
+                        requires_grad=False)
+    dist.broadcast(choice, src=0)
+    if rank != 0:
+        data = find_data(args.data_dir, args.seed, download=not args.no_download,
+                         source="mnist" if choice.numpy()[0] else "digits",
+                         log=lambda *a: None)
+    return data
+
+
+def _run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
-    data = find_data(args.data_dir, args.seed, download=not args.no_download, source=args.source)
+    rank = dist.get_rank() if args.distributed else 0
+    data = _find_data(args)
     print(f"data: {data.description}")
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[data.name]
-    print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}), Adam lr={args.lr} "
-          f"(cosine), weight_decay={args.weight_decay}, batch {args.batch_size}, "
-          f"{epochs} epochs, seed {args.seed}, backend {ndl.BACKEND}")
-    table = Table(["epoch", "lr", "train loss", "train acc", "test loss", "test acc",
-                   "seconds"])
+    norm = "BatchNorm" if args.norm == "batch" else "no norm"
+    print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}, {norm}, dropout "
+          f"{args.drop_prob}), Adam lr={args.lr} (cosine), weight_decay={args.weight_decay}, "
+          f"batch {args.batch_size}, {epochs} epochs, seed {args.seed}, {args.dtype}, "
+          f"backend {ndl.BACKEND}")
+    columns = list(COLUMNS)
+    if args.distributed:
+        world = dist.get_world_size()
+        print(f"distributed: {world} process{'es' if world > 1 else ''} over MPI, each global "
+              f"batch of {args.batch_size} split into {world} x {args.batch_size // world}; "
+              "gradients averaged by DistributedDataParallel")
+        columns.append("allreduce ms/step")
+    table = Table(columns)
     model, history = train(data, epochs, args.batch_size, args.lr, args.hidden_dim,
-                           args.weight_decay, args.seed, on_epoch=_table_row(table))
+                           args.weight_decay, args.seed, progress=rank == 0,
+                           on_epoch=_table_row(table), norm=args.norm,
+                           drop_prob=args.drop_prob, dtype=args.dtype)
     train_seconds = sum(h["seconds"] for h in history)
 
-    ckpt = checkpoint(model, os.path.join(args.out_dir, "mlp_resnet.npz"))
-    restored = MLPResNet(data.dim, hidden_dim=args.hidden_dim)
+    # Rank 0 writes the checkpoint (atomically); every rank then loads and checks it.
+    ckpt = os.path.join(args.out_dir, "mlp_resnet.npz")
+    if rank == 0:
+        checkpoint(model, ckpt)
+    if args.distributed:
+        dist.barrier()
+    restored = build_model(data.dim, args.hidden_dim, args.norm, args.drop_prob, args.dtype)
     restored.load_state_dict(ndl.load(ckpt))
-    _, restored_acc = run_epoch(ndl.data.DataLoader(data.test, 256), restored)
+    test_loader, _, counted = _loader(data.test, 256, False, args.seed, args.dtype)
+    _, restored_acc = run_epoch(test_loader, restored, counted=counted)
     final = history[-1]["test_acc"]
     same = "identical" if restored_acc == final else f"DIFFERENT: {restored_acc:.4%}"
     print(f"\ncheckpoint: {ckpt} ({model.num_parameters():,} parameters; reloaded test "
           f"accuracy {restored_acc:.2%}, {same})")
 
-    title = f"needle MLPResNet on {data.name}: test accuracy {final:.2%}"
-    figure = plot(table, [("mean cross-entropy", ["train loss", "test loss"]),
-                          ("accuracy", ["train acc", "test acc"])],
-                  os.path.join(args.out_dir, "curves.png"), title)
-    print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
+    figure = None
+    if rank == 0:
+        title = f"needle MLPResNet on {data.name}: test accuracy {final:.2%}"
+        figure = plot(table, [("mean cross-entropy", ["train loss", "test loss"]),
+                              ("accuracy", ["train acc", "test acc"])],
+                      os.path.join(args.out_dir, "curves.png"), title)
+        print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
     metrics = {"source": data.name, "description": data.description, "epochs": epochs,
                "config": vars(args), "history": history, "test_acc": final,
-               "train_seconds": train_seconds, "total_seconds": time.perf_counter() - t0,
-               "checkpoint": ckpt, "plot": figure}
-    write_metrics(os.path.join(args.out_dir, "metrics.json"), **metrics)
+               "restored_test_acc": restored_acc, "train_seconds": train_seconds,
+               "total_seconds": time.perf_counter() - t0, "checkpoint": ckpt, "plot": figure,
+               "world_size": dist.get_world_size() if args.distributed else 1}
+    if rank == 0:
+        write_metrics(os.path.join(args.out_dir, "metrics.json"), **metrics)
+    comm = ""
+    if args.distributed:
+        per_step = np.mean([h["allreduce_ms_per_step"] for h in history])
+        comm = f"; allreduce {per_step:.2f} ms per step"
     print(f"\ntest accuracy {final:.2%} on {data.name} after {epochs} epochs "
-          f"({train_seconds:.1f} s training, {metrics['total_seconds']:.1f} s in all)")
+          f"({train_seconds:.1f} s training, {metrics['total_seconds']:.1f} s in all{comm})")
     return metrics
 
 

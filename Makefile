@@ -37,8 +37,11 @@ test-oracle: $(VENV)/.installed-oracle
 demo: $(VENV)/.installed-apps
 	$(PY) -m apps.train_mnist
 
+# Results go to bench/out/ (untracked); `make bench BENCH_ARGS=--save` also rewrites the
+# committed bench/RESULTS.md and docs/bench.png, `BENCH_ARGS=--quick` is a smoke run.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint:
 	$(PIP) install ruff

@@ -34,7 +34,17 @@ import numpy as np  # noqa: E402
 
 import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
-from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
+from apps._report import (  # noqa: E402
+    Table,
+    checkpoint,
+    make_parser,
+    plot,
+    progress,
+    require_identical,
+    run_config,
+    verify_checkpoint,
+    write_metrics,
+)
 from apps.mlp_resnet import MLPResNet  # noqa: E402
 from needle.data.datasets._download import cache_dir, fetch  # noqa: E402
 
@@ -214,31 +224,41 @@ def _table_row(table: Table) -> Callable[[dict], None]:
     return add
 
 
+def _epochs(text: str) -> int | str:
+    """``--epochs``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_mnist",
-        description="Train needle's MLPResNet on handwritten digits (MNIST if available, "
-                    "else scikit-learn's 8x8 digits) and report test accuracy.",
-    )
-    def flag(name: str, help: str, **kw: Any) -> None:
-        default = "" if kw.get("default") is None else " (default: %(default)s)"
-        parser.add_argument(name, help=help + default, **kw)
-
-    flag("--epochs", "epochs (default: 10 on MNIST, 30 on the 8x8 digits)", type=int)
-    flag("--batch-size", "training batch size", type=int, default=64)
-    flag("--lr", "peak Adam learning rate, cosine decay over the epochs", type=float,
-         default=0.002)
-    flag("--hidden-dim", "MLPResNet hidden width", type=int, default=256)
-    flag("--weight-decay", "Adam L2 weight decay", type=float, default=0.001)
-    flag("--seed", "seed of numpy's global RNG (init, dropout, shuffling, digits split)",
-         type=int, default=0)
-    flag("--data-dir", "folder with the MNIST idx .gz files", default="data")
-    flag("--out-dir", "where the plot, checkpoint and metrics go",
-         default=os.path.join("runs", "train_mnist"))
-    flag("--source", "force a data source instead of the first available one",
-         choices=("auto", "mnist", "digits"), default="auto")
-    parser.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
+    parser = make_parser(
+        "train_mnist",
+        "Train needle's MLPResNet on handwritten digits (MNIST if available, else "
+        "scikit-learn's 8x8 digits) and report test accuracy.")
+    parser.add_argument("--epochs", type=_epochs, default="auto",
+                        help="epochs, or auto: 10 on MNIST, 30 on the 8x8 digits")
+    parser.add_argument("--batch-size", type=int, default=64, help="training batch size")
+    parser.add_argument("--lr", type=float, default=0.002,
+                        help="peak Adam learning rate, cosine decay over the epochs")
+    parser.add_argument("--hidden-dim", type=int, default=256, help="MLPResNet hidden width")
+    parser.add_argument("--weight-decay", type=float, default=0.001, help="Adam L2 weight decay")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of numpy's global RNG (init, dropout, shuffling, digits split)")
+    parser.add_argument("--data-dir", default="data", help="folder with the MNIST idx .gz files")
+    parser.add_argument("--out-dir", default=os.path.join("runs", "train_mnist"),
+                        help="where the plot, checkpoint and metrics go")
+    parser.add_argument("--source", choices=("auto", "mnist", "digits"), default="auto",
+                        help="force a data source instead of the first available one")
+    parser.add_argument("--no-download", action="store_true",
+                        help="do not try to download MNIST")
     return parser.parse_args(argv)
 
 
@@ -248,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     data = find_data(args.data_dir, args.seed, download=not args.no_download, source=args.source)
     print(f"data: {data.description}")
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[data.name]
+    epochs = DEFAULT_EPOCHS[data.name] if args.epochs == "auto" else args.epochs
     print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}), Adam lr={args.lr} "
           f"(cosine), weight_decay={args.weight_decay}, batch {args.batch_size}, "
           f"{epochs} epochs, seed {args.seed}, backend {ndl.BACKEND}")
@@ -257,26 +277,27 @@ def main(argv: list[str] | None = None) -> dict:
     model, history = train(data, epochs, args.batch_size, args.lr, args.hidden_dim,
                            args.weight_decay, args.seed, on_epoch=_table_row(table))
     train_seconds = sum(h["seconds"] for h in history)
+    final = history[-1]["test_acc"]
 
     ckpt = checkpoint(model, os.path.join(args.out_dir, "mlp_resnet.npz"))
-    restored = MLPResNet(data.dim, hidden_dim=args.hidden_dim)
-    restored.load_state_dict(ndl.load(ckpt))
-    _, restored_acc = run_epoch(ndl.data.DataLoader(data.test, 256), restored)
-    final = history[-1]["test_acc"]
-    same = "identical" if restored_acc == final else f"DIFFERENT: {restored_acc:.4%}"
-    print(f"\ncheckpoint: {ckpt} ({model.num_parameters():,} parameters; reloaded test "
-          f"accuracy {restored_acc:.2%}, {same})")
+    test_loader = ndl.data.DataLoader(data.test, 256)
+    check = verify_checkpoint(ckpt, MLPResNet(data.dim, hidden_dim=args.hidden_dim),
+                              lambda m: run_epoch(test_loader, m)[1], final, fmt="{:.2%}")
 
     title = f"needle MLPResNet on {data.name}: test accuracy {final:.2%}"
     figure = plot(table, [("mean cross-entropy", ["train loss", "test loss"]),
                           ("accuracy", ["train acc", "test acc"])],
                   os.path.join(args.out_dir, "curves.png"), title)
     print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
+    config = run_config(args, epochs=epochs, data_source=data.name, data=data.description,
+                        dtype=str(model.parameters()[0].dtype),
+                        parameters=model.num_parameters())
     metrics = {"source": data.name, "description": data.description, "epochs": epochs,
-               "config": vars(args), "history": history, "test_acc": final,
+               "config": config, "history": history, "test_acc": final,
                "train_seconds": train_seconds, "total_seconds": time.perf_counter() - t0,
-               "checkpoint": ckpt, "plot": figure}
+               "checkpoint": ckpt, "checkpoint_check": check, "plot": figure}
     write_metrics(os.path.join(args.out_dir, "metrics.json"), **metrics)
+    require_identical(check)
     print(f"\ntest accuracy {final:.2%} on {data.name} after {epochs} epochs "
           f"({train_seconds:.1f} s training, {metrics['total_seconds']:.1f} s in all)")
     return metrics

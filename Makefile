@@ -46,8 +46,11 @@ demo: $(VENV)/.installed-apps
 demo-distributed: $(VENV)/.installed-apps
 	$(VENV)/bin/mpiexec -n 2 $(PY) -m apps.train_mnist --distributed
 
+# Results go to bench/out/ (untracked); `make bench BENCH_ARGS=--save` also rewrites the
+# committed bench/RESULTS.md and docs/bench.png, `BENCH_ARGS=--quick` is a smoke run.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint:
 	$(PIP) install ruff

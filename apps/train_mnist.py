@@ -42,7 +42,17 @@ import numpy as np  # noqa: E402
 import needle as ndl  # noqa: E402
 import needle.distributed as dist  # noqa: E402
 import needle.nn as nn  # noqa: E402
-from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
+from apps._report import (  # noqa: E402
+    Table,
+    checkpoint,
+    make_parser,
+    plot,
+    progress,
+    require_identical,
+    run_config,
+    verify_checkpoint,
+    write_metrics,
+)
 from apps.mlp_resnet import MLPResNet  # noqa: E402
 from needle.data.datasets._download import cache_dir, fetch  # noqa: E402
 
@@ -294,38 +304,50 @@ def _table_row(table: Table) -> Callable[[dict], None]:
     return add
 
 
+def _epochs(text: str) -> int | str:
+    """``--epochs``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.train_mnist",
-        description="Train needle's MLPResNet on handwritten digits (MNIST if available, "
-                    "else scikit-learn's 8x8 digits) and report test accuracy.",
-    )
-    def flag(name: str, help: str, **kw: Any) -> None:
-        default = "" if kw.get("default") is None else " (default: %(default)s)"
-        parser.add_argument(name, help=help + default, **kw)
-
-    flag("--epochs", "epochs (default: 10 on MNIST, 30 on the 8x8 digits)", type=int)
-    flag("--batch-size", "training batch size", type=int, default=64)
-    flag("--lr", "peak Adam learning rate, cosine decay over the epochs", type=float,
-         default=0.002)
-    flag("--hidden-dim", "MLPResNet hidden width", type=int, default=256)
-    flag("--weight-decay", "Adam L2 weight decay", type=float, default=0.001)
-    flag("--seed", "seed of numpy's global RNG (init, dropout, shuffling, digits split)",
-         type=int, default=0)
-    flag("--data-dir", "folder with the MNIST idx .gz files", default="data")
-    flag("--out-dir", "where the plot, checkpoint and metrics go",
-         default=os.path.join("runs", "train_mnist"))
-    flag("--source", "force a data source instead of the first available one",
-         choices=("auto", "mnist", "digits"), default="auto")
-    flag("--norm", "normalisation in the residual blocks ('none': no BatchNorm, so that "
-         "runs on different numbers of processes compute the same thing)",
-         choices=("batch", "none"), default="batch")
-    flag("--drop-prob", "dropout probability in the residual blocks", type=float, default=0.1)
-    flag("--dtype", "of the parameters and batches (float64: runs on different numbers of "
-         "processes then agree to rounding)", choices=("float32", "float64"),
-         default="float32")
-    parser.add_argument("--no-download", action="store_true", help="do not try to download MNIST")
+    parser = make_parser(
+        "train_mnist",
+        "Train needle's MLPResNet on handwritten digits (MNIST if available, else "
+        "scikit-learn's 8x8 digits) and report test accuracy.")
+    parser.add_argument("--epochs", type=_epochs, default="auto",
+                        help="epochs, or auto: 10 on MNIST, 30 on the 8x8 digits")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="training batch size (the global batch in a distributed run)")
+    parser.add_argument("--lr", type=float, default=0.002,
+                        help="peak Adam learning rate, cosine decay over the epochs")
+    parser.add_argument("--hidden-dim", type=int, default=256, help="MLPResNet hidden width")
+    parser.add_argument("--weight-decay", type=float, default=0.001, help="Adam L2 weight decay")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of numpy's global RNG (init, dropout, shuffling, digits split)")
+    parser.add_argument("--data-dir", default="data", help="folder with the MNIST idx .gz files")
+    parser.add_argument("--out-dir", default=os.path.join("runs", "train_mnist"),
+                        help="where the plot, checkpoint and metrics go")
+    parser.add_argument("--source", choices=("auto", "mnist", "digits"), default="auto",
+                        help="force a data source instead of the first available one")
+    parser.add_argument("--norm", choices=("batch", "none"), default="batch",
+                        help="normalisation in the residual blocks ('none': no BatchNorm, so "
+                             "that runs on different numbers of processes compute the same thing)")
+    parser.add_argument("--drop-prob", type=float, default=0.1,
+                        help="dropout probability in the residual blocks")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="of the parameters and batches (float64: runs on different numbers "
+                             "of processes then agree to rounding)")
+    parser.add_argument("--no-download", action="store_true",
+                        help="do not try to download MNIST")
     parser.add_argument(
         "--distributed", action="store_true",
         help="data-parallel over the processes that mpiexec started (implied when it started "
@@ -379,7 +401,7 @@ def _run(args: argparse.Namespace) -> dict:
     rank = dist.get_rank() if args.distributed else 0
     data = _find_data(args)
     print(f"data: {data.description}")
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[data.name]
+    epochs = DEFAULT_EPOCHS[data.name] if args.epochs == "auto" else args.epochs
     norm = "BatchNorm" if args.norm == "batch" else "no norm"
     print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}, {norm}, dropout "
           f"{args.drop_prob}), Adam lr={args.lr} (cosine), weight_decay={args.weight_decay}, "
@@ -398,6 +420,7 @@ def _run(args: argparse.Namespace) -> dict:
                            on_epoch=_table_row(table), norm=args.norm,
                            drop_prob=args.drop_prob, dtype=args.dtype)
     train_seconds = sum(h["seconds"] for h in history)
+    final = history[-1]["test_acc"]
 
     # Rank 0 writes the checkpoint (atomically); every rank then loads and checks it.
     ckpt = os.path.join(args.out_dir, "mlp_resnet.npz")
@@ -405,14 +428,10 @@ def _run(args: argparse.Namespace) -> dict:
         checkpoint(model, ckpt)
     if args.distributed:
         dist.barrier()
-    restored = build_model(data.dim, args.hidden_dim, args.norm, args.drop_prob, args.dtype)
-    restored.load_state_dict(ndl.load(ckpt))
     test_loader, _, counted = _loader(data.test, 256, False, args.seed, args.dtype)
-    _, restored_acc = run_epoch(test_loader, restored, counted=counted)
-    final = history[-1]["test_acc"]
-    same = "identical" if restored_acc == final else f"DIFFERENT: {restored_acc:.4%}"
-    print(f"\ncheckpoint: {ckpt} ({model.num_parameters():,} parameters; reloaded test "
-          f"accuracy {restored_acc:.2%}, {same})")
+    check = verify_checkpoint(
+        ckpt, build_model(data.dim, args.hidden_dim, args.norm, args.drop_prob, args.dtype),
+        lambda m: run_epoch(test_loader, m, counted=counted)[1], final, fmt="{:.2%}")
 
     figure = None
     if rank == 0:
@@ -421,13 +440,18 @@ def _run(args: argparse.Namespace) -> dict:
                               ("accuracy", ["train acc", "test acc"])],
                       os.path.join(args.out_dir, "curves.png"), title)
         print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
+    world = dist.get_world_size() if args.distributed else 1
+    config = run_config(args, epochs=epochs, data_source=data.name, data=data.description,
+                        dtype=str(model.parameters()[0].dtype),
+                        parameters=model.num_parameters(), world_size=world)
     metrics = {"source": data.name, "description": data.description, "epochs": epochs,
-               "config": vars(args), "history": history, "test_acc": final,
-               "restored_test_acc": restored_acc, "train_seconds": train_seconds,
-               "total_seconds": time.perf_counter() - t0, "checkpoint": ckpt, "plot": figure,
-               "world_size": dist.get_world_size() if args.distributed else 1}
+               "config": config, "history": history, "test_acc": final,
+               "restored_test_acc": check["reloaded"], "train_seconds": train_seconds,
+               "total_seconds": time.perf_counter() - t0, "checkpoint": ckpt,
+               "checkpoint_check": check, "plot": figure, "world_size": world}
     if rank == 0:
         write_metrics(os.path.join(args.out_dir, "metrics.json"), **metrics)
+    require_identical(check)
     comm = ""
     if args.distributed:
         per_step = np.mean([h["allreduce_ms_per_step"] for h in history])

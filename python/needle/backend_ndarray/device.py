@@ -19,7 +19,8 @@ import numpy
 from ..errors import DTypeError, device_unavailable
 from . import ndarray_backend_numpy
 
-__all__ = ["BackendDevice", "as_float_dtype", "cpu", "cpu_numpy", "cuda", "default_device", "all_devices"]
+__all__ = ["BackendDevice", "as_float_dtype", "cpu", "cpu_numpy", "cuda", "default_device",
+           "all_devices"]
 
 
 def _host_copy(array: Any) -> numpy.ndarray:

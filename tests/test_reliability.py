@@ -59,7 +59,8 @@ def test_anomaly_off_by_default_and_restored():
 
     with pytest.raises(GraphError):
         f()
-    assert autograd._ANOMALY_DEPTH == 0
+    # Off again: the engine hooks are gone (the eager path checks an empty list).
+    assert not ndl.core.OBSERVERS and not ndl.core.GRADIENT_WRAPPERS
     with np.errstate(all="ignore"):
         ndl.log(x)
 

@@ -19,7 +19,7 @@ from .ops_trig import __all__ as _trig_all
 from .ops_ordered import OrderedMatMul, ordered_matmul
 from .ops_tuple import (
     FusedAddScalars, MakeTensorTuple, Split, Stack, TupleAdjoint, TupleGetItem,
-    fused_add_scalars, make_tuple, split, stack, tuple_get_item,
+    fused_add_scalars, make_tuple, split, stack, tuple_adjoint, tuple_get_item,
 )
 
 __all__ = list(_math_all) + [
@@ -32,3 +32,11 @@ __all__ = list(_math_all) + [
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
 __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig_all)
 __all__ += ["OrderedMatMul", "ordered_matmul"]
+
+# The engine's hooks into the ops (needle.core imports no ops), and Tensor's operators.
+from .. import core as _core  # noqa: E402
+from . import tensor_methods as _tensor_methods  # noqa: E402
+
+_core.ENGINE_OPS.tuple_adjoint = tuple_adjoint  # noqa: F405
+_core.ENGINE_OPS.in_dtype_of = lambda grad, inp: grad
+_tensor_methods.attach()

@@ -8,11 +8,15 @@ import numpy
 
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
+from ..core import TupleSlot, sum_node_list
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
+from .ops_mathematic import zeros_like
 
 
 class MakeTensorTuple(TensorTupleOp):
     """Group tensors into one TensorTuple node."""
+
+    builds_tuple_of_inputs = True
 
     def compute(self, *args: Any) -> tuple:
         return tuple(args)
@@ -178,3 +182,31 @@ class Split(TensorTupleOp):
 def split(a: Tensor, axis: int) -> TensorTuple:
     """The slices of ``a`` along ``axis`` (that axis removed), as a TensorTuple."""
     return Split(axis)(a)
+
+
+def tuple_adjoint(node: TensorTuple, partials: list) -> TensorTuple:
+    """The adjoint of a tuple node from its partials: whole-tuple adjoints and element slots
+    (``core.TupleSlot``, from the gradients of its TupleGetItem users), summed per element.
+
+    The reverse pass calls this (registered as ``core.ENGINE_OPS.tuple_adjoint``).
+    """
+    slots = [p for p in partials if p.__class__ is TupleSlot]
+    whole = [p for p in partials if p.__class__ is not TupleSlot]
+    if node._data is None:
+        # Graph mode: the tuple's length is known only at run time, so one op combines
+        # the element slots and whole-tuple partials when the graph is evaluated.
+        return TupleAdjoint(tuple(p.index for p in slots), len(whole))(
+            node, *[p.grad for p in slots], *whole)
+    if not slots:
+        return sum_node_list(whole)
+    n = len(node)
+    by_index: list[list] = [[] for _ in range(n)]
+    for p in slots:
+        by_index[p.index % n].append(p.grad)
+    for p in whole:
+        for i in range(n):
+            by_index[i].append(p[i])
+    return make_tuple(*[
+        sum_node_list(parts) if parts else zeros_like(node[i])
+        for i, parts in enumerate(by_index)
+    ])

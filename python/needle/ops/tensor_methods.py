@@ -1,0 +1,250 @@
+"""The operators and op methods of Tensor and TensorTuple, attached by ``needle.ops``.
+
+``Tensor`` (``needle.tensor``) does not import the ops; this module is written like a class
+body, and :func:`attach` copies its methods onto Tensor and TensorTuple when ``needle.ops``
+loads. So ``x + y`` builds ``EWiseAdd()(x, y)`` and ``x.sum()`` builds ``Summation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .. import ops
+from ..errors import ShapeError
+from ..tensor import Tensor, TensorTuple
+
+
+class TensorMethods:
+    """The methods :func:`attach` puts on :class:`~needle.tensor.Tensor`."""
+
+    # -- operators ------------------------------------------------------------------------------
+
+    def _as_operand(self, other: Any) -> Any:
+        """Tensors pass through, numbers stay scalars, arrays become constant tensors."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, bool, numpy.generic)):
+            return other
+        arr = numpy.asarray(other)
+        if arr.ndim == 0:
+            return arr.item()
+        return Tensor(arr, device=self.device, dtype=self.dtype, requires_grad=False)
+
+    def __add__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseAdd()(self, other)
+        return ops.AddScalar(other)(self)
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseMul()(self, other)
+        return ops.MulScalar(other)(self)
+
+    __rmul__ = __mul__
+
+    def __pow__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWisePow()(self, other)
+        return ops.PowerScalar(other)(self)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        base = Tensor(numpy.asarray(other), device=self.device, dtype=self.dtype,
+                      requires_grad=False)
+        return ops.EWisePow()(base, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseAdd()(self, ops.Negate()(other))
+        return ops.AddScalar(-other)(self)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseAdd()(other, ops.Negate()(self))
+        return ops.AddScalar(other)(ops.Negate()(self))
+
+    def __truediv__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseDiv()(self, other)
+        return ops.DivScalar(other)(self)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        other = self._as_operand(other)
+        if isinstance(other, Tensor):
+            return ops.EWiseDiv()(other, self)
+        return ops.MulScalar(other)(ops.PowerScalar(-1)(self))
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.MatMul()(self, self._as_operand(other))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.MatMul()(self._as_operand(other), self)
+
+    def matmul(self, other: Tensor) -> Tensor:
+        return ops.MatMul()(self, other)
+
+    def __neg__(self) -> Tensor:
+        return ops.Negate()(self)
+
+    def __abs__(self) -> Tensor:
+        return ops.abs(self)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return ops.greater(self, self._as_operand(other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return ops.greater_equal(self, self._as_operand(other))
+
+    def __lt__(self, other: Any) -> Tensor:
+        return ops.less(self, self._as_operand(other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return ops.less_equal(self, self._as_operand(other))
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.get_item(self, index)
+
+    # -- methods --------------------------------------------------------------------------------
+
+    # Reductions take Needle's axes/keepdims or PyTorch's dim/keepdim (not both).
+
+    def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+             keepdim: bool | None = None) -> Tensor:
+        return ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        """The maximum values over ``axes`` (no indices, also with ``dim``: Needle semantics)."""
+        return ops.max(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+                  keepdim: bool | None = None) -> Tensor:
+        return ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return ops.softmax(self, axis, dim=dim)
+
+    def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        return ops.logsoftmax(self, axis, dim=dim)
+
+    @property
+    def T(self) -> Tensor:
+        """All axes reversed, like ``numpy.ndarray.T`` (a 0-d or 1-d tensor is unchanged)."""
+        return ops.Permute(None)(self)
+
+    @property
+    def mT(self) -> Tensor:
+        """The last two axes swapped (a batch of matrices, each transposed)."""
+        return ops.Transpose(None)(self)
+
+    def broadcast_to(self, shape: tuple) -> Tensor:
+        return ops.BroadcastTo(shape)(self)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return ops.Reshape(shape)(self)
+
+    def transpose(self, axes: tuple | None = None) -> Tensor:
+        return ops.Transpose(axes)(self)
+
+    def permute(self, *axes: Any) -> Tensor:
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return ops.permute(self, axes)
+
+    def exp(self) -> Tensor:
+        return ops.exp(self)
+
+    def log(self) -> Tensor:
+        return ops.log(self)
+
+    def relu(self) -> Tensor:
+        return ops.relu(self)
+
+    def tanh(self) -> Tensor:
+        return ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.sigmoid(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.sqrt(self)
+
+    # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
+
+    def sin(self) -> Tensor:
+        return ops.sin(self)
+
+    def cos(self) -> Tensor:
+        return ops.cos(self)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        return ops.clamp(self, min, max)
+
+    clip = clamp
+
+    def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
+            keepdim: bool | None = None) -> Tensor:
+        return ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
+
+    def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
+            dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        return ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+
+    def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
+            dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        return ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        return ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False, *,
+               dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        return ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+
+    def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        return ops.squeeze(self, axis, dim=dim)
+
+    def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        return ops.unsqueeze(self, axis, dim=dim)
+
+    def gather(self, axis: int | None = None, index: Any = None, *,
+               dim: int | None = None) -> Tensor:
+        return ops.gather(self, axis, index, dim=dim)
+
+
+
+class TensorTupleMethods:
+    """The methods :func:`attach` puts on :class:`~needle.tensor.TensorTuple`."""
+
+    def __getitem__(self, index: int) -> Tensor:
+        return ops.tuple_get_item(self, index)
+
+    def __add__(self, other: TensorTuple) -> TensorTuple:
+        if not isinstance(other, TensorTuple) or len(self) != len(other):
+            raise ShapeError("TensorTuple +: needs another TensorTuple of the same length")
+        return ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
+
+
+def attach() -> None:
+    """Put the methods of TensorMethods on Tensor and of TensorTupleMethods on TensorTuple."""
+    for source, target in ((TensorMethods, Tensor), (TensorTupleMethods, TensorTuple)):
+        for name, value in vars(source).items():
+            if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+                continue
+            setattr(target, name, value)

@@ -140,7 +140,23 @@ def compute(op: Op, arrays: Any, device: Any) -> Any:
     xp = device.xp
     if op.xp is not xp:
         op.xp = xp
-    return QUIET.run(op.compute, *arrays)
+    data = QUIET.run(op.compute, *arrays)
+    if data.__class__ is not _ndarray:
+        data = as_array(data, xp)
+    return data
+
+
+_ndarray = numpy.ndarray
+
+
+def as_array(data: Any, xp: Any) -> Any:
+    """An op's result as arrays: numpy returns scalars for 0-d results (``np.add`` of 0-d
+    arrays, full reductions), and a tensor's data is always an array."""
+    if data.__class__ is tuple:
+        return tuple(as_array(d, xp) for d in data)
+    if isinstance(data, numpy.generic):
+        return xp.asarray(data)
+    return data
 
 
 def common_device(op: Op, inputs: Iterable[Value]) -> Any:
@@ -319,6 +335,8 @@ def make_value(cls: type, op: Op, inputs: tuple) -> Value:
     if op.xp is not xp:
         op.xp = xp
     data = QUIET.run(op.compute, *arrays)
+    if data.__class__ is not _ndarray:
+        data = as_array(data, xp)
     value = object.__new__(cls)
     if requires_grad and GRAD_MODE.enabled:
         value.op = op
@@ -549,6 +567,17 @@ def _apply_grad_hooks(node: Value, grad: Value) -> Value:
     return grad
 
 
+def _own_memory(grad: Value) -> None:
+    """Give a gradient that is a read-only view (e.g. the stride-0 broadcast that a sum's
+    gradient is) memory of its own, so that ``.grad`` can be written in place like any
+    tensor. The node keeps its op: only the storage of its (equal) value changes."""
+    data = grad._data
+    if data is not None and data.__class__ is not tuple:
+        flags = getattr(data, "flags", None)
+        if flags is not None and not flags.writeable:
+            grad._data = grad._device.xp.array(data)
+
+
 class _Callbacks(threading.local):
     stack: list | None = None
 
@@ -581,6 +610,7 @@ def compute_gradient_of_variables(output_tensor: Value, out_grad: Value) -> None
     try:
         grads = reverse_pass(output_tensor, out_grad)
         for node, grad in grads.items():
+            _own_memory(grad)
             node.grad = grad
     finally:
         _CALLBACKS.stack.pop()

@@ -1,7 +1,7 @@
 """Element-wise, scalar, shape, reduction and matmul ops.
 
-Every op is a small class with ``compute`` (numpy on backend arrays, through
-``needle._array``) and ``gradient`` (needle ops only, so gradients are themselves
+Every op is a small class with ``compute`` (on the raw arrays of its operands' device,
+through that device's namespace ``self.xp``: ``xp.add(a, b)``, never ``a + b``) and ``gradient`` (needle ops only, so gradients are themselves
 differentiable and work on graph-mode placeholders, whose shapes are unknown when
 the gradient graph is built). Where a gradient needs an input's shape it uses the
 shape-polymorphic ops ``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the
@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from ._args import reduction_args
@@ -145,6 +144,16 @@ def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     return tuple(sorted(out))
 
 
+def _row_major(xp: Any, a: Any) -> Any:
+    """``a`` as a C-contiguous array (a copy only for a strided view).
+
+    Sums add in an order that depends on the memory layout; reducing the row-major layout
+    makes a sum's float bits independent of whether its input is a view (a transposed or
+    broadcast operand), as they are in the course's NDArray, whose reductions compact first.
+    """
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
 def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
     shapes = " and ".join(str(tuple(a.shape)) for a in arrays)
     return ShapeError(f"{op}: shapes {shapes} cannot be broadcast together")
@@ -152,8 +161,8 @@ def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
 
 def _realized_same(a: Value, b: Value) -> bool:
     """True when both are computed and already have the same shape and dtype (eager fast path)."""
-    x, y = a.cached_data, b.cached_data
-    return (x is not None and y is not None and not isinstance(x, tuple)
+    x, y = a._data, b._data
+    return (x is not None and y is not None and x.__class__ is not tuple
             and x.shape == y.shape and x.dtype == y.dtype)
 
 
@@ -184,22 +193,23 @@ class SumLike(TensorOp):
         self.mean = mean
 
     def compute(self, x: Any, ref: Any) -> Any:
-        xv = as_numpy(x)
+        xp = self.xp
         if self.axes is not None:
-            axes = _normalize_axes(self.axes, xv.ndim, "sum", xv.shape)
+            axes = _normalize_axes(self.axes, x.ndim, "sum", x.shape)
         else:
-            lead = xv.ndim - len(ref.shape)
+            lead = x.ndim - len(ref.shape)
             if lead < 0:
-                raise ShapeError(f"unbroadcast: {tuple(xv.shape)} has fewer dims than "
+                raise ShapeError(f"unbroadcast: {tuple(x.shape)} has fewer dims than "
                                  f"{tuple(ref.shape)}")
             axes = tuple(range(lead)) + tuple(
-                i + lead for i, d in enumerate(ref.shape) if d == 1 and xv.shape[i + lead] != 1
+                i + lead for i, d in enumerate(ref.shape) if d == 1 and x.shape[i + lead] != 1
             )
-        out = xv.sum(axis=axes) if axes else xv
-        if self.mean and xv.size:
-            out = out * (out.size / xv.size)
-        out = numpy.asarray(out, dtype=ref.dtype).reshape(ref.shape)
-        return wrap(out, x)
+        out = xp.sum(_row_major(xp, x), axis=axes) if axes else x
+        if self.mean and x.size:
+            out = xp.multiply(out, out.size / x.size)
+        if out.dtype != ref.dtype:
+            out = xp.asarray(out, dtype=ref.dtype)
+        return xp.reshape(out, ref.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x = node.inputs[0]
@@ -217,16 +227,16 @@ class BroadcastLike(TensorOp):
         self.mean = mean
 
     def compute(self, g: Any, ref: Any) -> Any:
-        gv = as_numpy(g)
+        xp = self.xp
         shape = tuple(ref.shape)
         if self.axes is not None:
             axes = _normalize_axes(self.axes, len(shape), "broadcast", shape)
-            kept = [1 if i in axes else d for i, d in enumerate(shape)]
-            gv = gv.reshape(kept)
-        out = numpy.broadcast_to(gv, shape)
+            g = xp.reshape(g, [1 if i in axes else d for i, d in enumerate(shape)])
+        # A stride-0 view: nothing is copied until an op reads it.
+        out = xp.broadcast_to(g, shape)
         if self.mean and out.size:
-            out = out * (gv.size / out.size)
-        return wrap(contiguous(out), g)
+            out = xp.multiply(out, g.size / out.size)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g = node.inputs[0]
@@ -244,7 +254,7 @@ class ReshapeLike(TensorOp):
     """Reshape ``x`` to ``ref``'s shape (used by Reshape's gradient)."""
 
     def compute(self, x: Any, ref: Any) -> Any:
-        return wrap(as_numpy(x).reshape(ref.shape), x)
+        return self.xp.reshape(x, ref.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return ReshapeLike()(out_grad, node.inputs[0]), None
@@ -254,7 +264,7 @@ class ZerosLike(TensorOp):
     """Zeros with ``a``'s shape and dtype; no gradient flows through it."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.zeros(a.shape, dtype=a.dtype), a)
+        return self.xp.zeros(a.shape, dtype=a.dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ZerosLike()(node.inputs[0])
@@ -268,7 +278,7 @@ class OnesLike(TensorOp):
     """Ones with ``a``'s shape and dtype; no gradient flows through it."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.ones(a.shape, dtype=a.dtype), a)
+        return self.xp.ones(a.shape, dtype=a.dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ZerosLike()(node.inputs[0])
@@ -285,7 +295,7 @@ def ones_like(a: Tensor) -> Tensor:
 class EWiseAdd(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) + as_numpy(b), a)
+            return self.xp.add(a, b)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
 
@@ -304,7 +314,7 @@ class AddScalar(TensorOp):
         self.scalar = _scalar(scalar, "add_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) + self.scalar, a)
+        return self.xp.add(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad
@@ -317,7 +327,7 @@ def add_scalar(a: Tensor, scalar: Any) -> Tensor:
 class EWiseMul(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) * as_numpy(b), a)
+            return self.xp.multiply(a, b)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
 
@@ -337,7 +347,7 @@ class MulScalar(TensorOp):
         self.scalar = _scalar(scalar, "mul_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) * self.scalar, a)
+        return self.xp.multiply(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * self.scalar
@@ -352,7 +362,7 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.power(as_numpy(a), as_numpy(b)), a)
+            return self.xp.power(a, b)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -374,10 +384,10 @@ class PowerScalar(TensorOp):
         self.scalar = _scalar(scalar, "power_scalar")
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        if isinstance(self.scalar, int) and self.scalar < 0 and av.dtype.kind in "iu":
-            av = av.astype(numpy.float64)
-        return wrap(av ** self.scalar, a)
+        xp = self.xp
+        if isinstance(self.scalar, int) and self.scalar < 0 and a.dtype.kind in "iu":
+            a = xp.asarray(a, dtype=numpy.float64)
+        return xp.power(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         a = node.inputs[0]
@@ -397,7 +407,7 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) / as_numpy(b), a)
+            return self.xp.divide(a, b)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
 
@@ -417,7 +427,7 @@ class DivScalar(TensorOp):
         self.scalar = _scalar(scalar, "divide_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) / self.scalar, a)
+        return self.xp.divide(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / self.scalar
@@ -429,7 +439,7 @@ def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
 
 class Negate(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(-as_numpy(a), a)
+        return self.xp.negative(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return -out_grad
@@ -443,17 +453,16 @@ def negate(a: Tensor) -> Tensor:
 # Element-wise functions
 
 
-def _float_input(a: Any, op: str) -> numpy.ndarray:
-    v = as_numpy(a)
-    if v.dtype.kind != "f":
-        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype}; "
+def _float_input(a: Any, op: str) -> Any:
+    if a.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {a.dtype}; "
                          "convert it with Tensor(x, dtype='float32')")
-    return v
+    return a
 
 
 class Log(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.log(_float_input(a, "log")), a)
+        return self.xp.log(_float_input(a, "log"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / node.inputs[0]
@@ -465,7 +474,7 @@ def log(a: Tensor) -> Tensor:
 
 class Exp(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.exp(_float_input(a, "exp")), a)
+        return self.xp.exp(_float_input(a, "exp"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * node
@@ -477,7 +486,7 @@ def exp(a: Tensor) -> Tensor:
 
 class Sqrt(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.sqrt(_float_input(a, "sqrt")), a)
+        return self.xp.sqrt(_float_input(a, "sqrt"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / (node * 2)
@@ -489,8 +498,7 @@ def sqrt(a: Tensor) -> Tensor:
 
 class ReLU(TensorOp):
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
+        return self.xp.maximum(a, 0)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReLUBackward()(out_grad, node.inputs[0])
@@ -500,8 +508,8 @@ class ReLUBackward(TensorOp):
     """``g * (x > 0)``: ReLU's gradient as one node (an indicator, not ReLU of itself)."""
 
     def compute(self, g: Any, x: Any) -> Any:
-        gv = as_numpy(g)
-        return wrap(gv * (as_numpy(x) > 0), g)
+        xp = self.xp
+        return xp.multiply(g, xp.greater(x, 0))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, x = node.inputs
@@ -514,7 +522,7 @@ def relu(a: Tensor) -> Tensor:
 
 class Tanh(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.tanh(_float_input(a, "tanh")), a)
+        return self.xp.tanh(_float_input(a, "tanh"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return TanhBackward()(out_grad, node)
@@ -528,8 +536,8 @@ class TanhBackward(TensorOp):
     """``g * (1 - y**2)`` for ``y = tanh(x)``: Tanh's gradient as one node."""
 
     def compute(self, g: Any, y: Any) -> Any:
-        yv = as_numpy(y)
-        return wrap(as_numpy(g) * (1 - yv * yv), g)
+        xp = self.xp
+        return xp.multiply(g, xp.subtract(1, xp.multiply(y, y)))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, y = node.inputs
@@ -539,8 +547,9 @@ class TanhBackward(TensorOp):
 class Sigmoid(TensorOp):
     def compute(self, a: Any) -> Any:
         # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
-        av = _float_input(a, "sigmoid")
-        return wrap(0.5 * (1.0 + numpy.tanh(0.5 * av)), a)
+        xp = self.xp
+        half = xp.tanh(xp.multiply(_float_input(a, "sigmoid"), 0.5))
+        return xp.multiply(xp.add(half, 1.0), 0.5)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return SigmoidBackward()(out_grad, node)
@@ -550,8 +559,8 @@ class SigmoidBackward(TensorOp):
     """``g * y * (1 - y)`` for ``y = sigmoid(x)``: Sigmoid's gradient as one node."""
 
     def compute(self, g: Any, y: Any) -> Any:
-        yv = as_numpy(y)
-        return wrap(as_numpy(g) * yv * (1 - yv), g)
+        xp = self.xp
+        return xp.multiply(xp.multiply(g, y), xp.subtract(1, y))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, y = node.inputs
@@ -564,7 +573,7 @@ def sigmoid(a: Tensor) -> Tensor:
 
 class Abs(TensorOp):
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.abs(as_numpy(a)), a)
+        return self.xp.abs(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * sign(node.inputs[0])
@@ -578,7 +587,7 @@ class Sign(TensorOp):
     """-1, 0 or 1 element-wise; its gradient is zero."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.sign(as_numpy(a)), a)
+        return self.xp.sign(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return zeros_like(node.inputs[0])
@@ -593,7 +602,7 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.maximum(as_numpy(a), as_numpy(b)), a)
+            return self.xp.maximum(a, b)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -612,7 +621,7 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.minimum(as_numpy(a), as_numpy(b)), a)
+            return self.xp.minimum(a, b)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -633,21 +642,20 @@ def minimum(a: Tensor, b: Tensor) -> Tensor:
 class _Compare(TensorOp):
     """Compare ``a`` with a tensor ``b`` or with ``scalar``; 1.0 where true, else 0.0."""
 
-    fn: Any = None
+    fn = ""  # the namespace function, e.g. "greater"
     symbol = "?"
 
     def __init__(self, scalar: Any = None):
         self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
 
     def compute(self, a: Any, b: Any = None) -> Any:
-        av = as_numpy(a)
-        bv = self.scalar if b is None else as_numpy(b)
-        dtype = av.dtype if av.dtype.kind == "f" else numpy.dtype("float32")
+        xp = self.xp
+        dtype = a.dtype if a.dtype.kind == "f" else numpy.dtype("float32")
         try:
-            out = type(self).fn(av, bv)
+            out = getattr(xp, self.fn)(a, self.scalar if b is None else b)
         except ValueError:
             raise _broadcast_error(self.name.lower(), a, b) from None
-        return wrap(out.astype(dtype), a)
+        return xp.asarray(out, dtype=dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return tuple(zeros_like(x) for x in node.inputs)
@@ -660,27 +668,27 @@ def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
 
 
 class Greater(_Compare):
-    fn = numpy.greater
+    fn = "greater"
 
 
 class GreaterEqual(_Compare):
-    fn = numpy.greater_equal
+    fn = "greater_equal"
 
 
 class Less(_Compare):
-    fn = numpy.less
+    fn = "less"
 
 
 class LessEqual(_Compare):
-    fn = numpy.less_equal
+    fn = "less_equal"
 
 
 class Equal(_Compare):
-    fn = numpy.equal
+    fn = "equal"
 
 
 class NotEqual(_Compare):
-    fn = numpy.not_equal
+    fn = "not_equal"
 
 
 def greater(a: Tensor, b: Any) -> Tensor:
@@ -719,19 +727,18 @@ class Transpose(TensorOp):
         self.axes = None if axes is None else tuple(axes)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         if self.axes is None:
-            if av.ndim < 2:
-                raise ShapeError(f"transpose: needs at least 2 dims, got shape {av.shape}")
-            i, j = av.ndim - 2, av.ndim - 1
+            if a.ndim < 2:
+                raise ShapeError(f"transpose: needs at least 2 dims, got shape {a.shape}")
+            i, j = a.ndim - 2, a.ndim - 1
         else:
             if len(self.axes) != 2 or builtins.any(
-                not -av.ndim <= ax < av.ndim for ax in self.axes
+                not -a.ndim <= ax < a.ndim for ax in self.axes
             ):
                 raise ShapeError(f"transpose: axes {self.axes} must be two axes of shape "
-                                 f"{tuple(av.shape)}")
-            i, j = self.axes[0] % av.ndim, self.axes[1] % av.ndim
-        return wrap(numpy.swapaxes(av, i, j), a)
+                                 f"{tuple(a.shape)}")
+            i, j = self.axes[0] % a.ndim, self.axes[1] % a.ndim
+        return self.xp.swapaxes(a, i, j)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return Transpose(self.axes)(out_grad)
@@ -748,15 +755,14 @@ class Permute(TensorOp):
         self.axes = None if axes is None else tuple(int(x) for x in axes)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         if self.axes is None:
-            return wrap(av.transpose(), a)
-        if sorted(x % builtins.max(av.ndim, 1) for x in self.axes) != list(range(av.ndim)) or (
-            builtins.any(not -av.ndim <= x < av.ndim for x in self.axes)
+            return self.xp.transpose(a)
+        if sorted(x % builtins.max(a.ndim, 1) for x in self.axes) != list(range(a.ndim)) or (
+            builtins.any(not -a.ndim <= x < a.ndim for x in self.axes)
         ):
             raise ShapeError(f"permute: axes {self.axes} are not a permutation of the "
-                             f"{av.ndim} axes of shape {av.shape}")
-        return wrap(numpy.transpose(av, self.axes), a)
+                             f"{a.ndim} axes of shape {a.shape}")
+        return self.xp.transpose(a, self.axes)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         if self.axes is None:
@@ -775,12 +781,11 @@ class Reshape(TensorOp):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            return wrap(av.reshape(self.shape), a)
+            return self.xp.reshape(a, self.shape)
         except (ValueError, TypeError):
-            raise ShapeError(f"reshape: cannot reshape {av.size} elements of shape "
-                             f"{tuple(av.shape)} to {self.shape}") from None
+            raise ShapeError(f"reshape: cannot reshape {a.size} elements of shape "
+                             f"{tuple(a.shape)} to {self.shape}") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])
@@ -795,13 +800,12 @@ class BroadcastTo(TensorOp):
         self.shape = tuple(shape)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            out = numpy.broadcast_to(av, self.shape)
+            # A stride-0 view, as numpy by hand would have it: nothing is copied.
+            return self.xp.broadcast_to(a, self.shape)
         except ValueError:
-            raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(av.shape)} to "
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(a.shape)} to "
                              f"{self.shape}") from None
-        return wrap(contiguous(out), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return unbroadcast(out_grad, node.inputs[0])
@@ -818,12 +822,12 @@ class GetItem(TensorOp):
         self.index = index
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            return wrap(contiguous(av[self.index]), a)
+            # Basic indexing is a view (stride arithmetic); integer arrays gather a copy.
+            return a[self.index]
         except IndexError as e:
             raise IndexOutOfRange(f"getitem: index {self.index!r} is invalid for shape "
-                             f"{tuple(av.shape)}: {e}") from None
+                             f"{tuple(a.shape)}: {e}") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ScatterLike(self.index)(out_grad, node.inputs[0])
@@ -851,9 +855,10 @@ class ScatterLike(TensorOp):
         self.index = index
 
     def compute(self, g: Any, ref: Any) -> Any:
-        out = numpy.zeros(ref.shape, dtype=g.dtype)
-        numpy.add.at(out, self.index, as_numpy(g))
-        return wrap(out, g)
+        xp = self.xp
+        out = xp.zeros(ref.shape, dtype=g.dtype)
+        xp.add.at(out, self.index, g)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return GetItem(self.index)(out_grad), None
@@ -871,9 +876,8 @@ class Summation(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "summation", av.shape)
-        return wrap(av.sum(axis=axes, keepdims=self.keepdims), a)
+        axes = _normalize_axes(self.axes, a.ndim, "summation", a.shape)
+        return self.xp.sum(_row_major(self.xp, a), axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # keepdims results and full reductions (0-d) broadcast back with no axes to re-insert.
@@ -896,11 +900,11 @@ class Mean(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
-        if av.dtype.kind != "f":
-            av = av.astype(numpy.float32)
-        return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
+        xp = self.xp
+        axes = _normalize_axes(self.axes, a.ndim, "mean", a.shape)
+        if a.dtype.kind != "f":
+            a = xp.asarray(a, dtype=numpy.float32)
+        return xp.mean(_row_major(xp, a), axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         axes = None if self.keepdims else self.axes
@@ -922,11 +926,10 @@ class Max(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "max", av.shape)
-        if av.size == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {av.shape}")
-        return wrap(av.max(axis=axes, keepdims=self.keepdims), a)
+        axes = _normalize_axes(self.axes, a.ndim, "max", a.shape)
+        if a.size == 0:
+            raise ShapeError(f"max: cannot reduce an empty tensor of shape {a.shape}")
+        return self.xp.max(a, axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         x = node.inputs[0]
@@ -950,9 +953,8 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
 # Matrix product
 
 
-def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
-                  vectors: bool = False) -> numpy.ndarray:
-    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit.
+def matmul_arrays(xp: Any, av: Any, bv: Any, op: str, vectors: bool = False) -> Any:
+    """``xp.matmul(av, bv)``, raising ``op``'s ShapeError for operands that do not fit.
 
     ``vectors=True`` also accepts 1-D operands, by numpy's rules.
     """
@@ -966,7 +968,7 @@ def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
         raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
                          f"aligned ({av.shape[-1]} != {inner_b})")
     try:
-        return av @ bv
+        return xp.matmul(av, bv)
     except ValueError:
         raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
                          "cannot be broadcast together") from None
@@ -977,11 +979,11 @@ class MatMul(TensorOp):
     (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul", vectors=True), a)
+        return matmul_arrays(self.xp, a, b, "matmul", vectors=True)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        x, y = a.cached_data, b.cached_data
+        x, y = a._data, b._data
         if x is not None and y is not None and len(x.shape) >= 2 and len(y.shape) >= 2:
             # Skip the product for an input that takes no gradient (e.g. the data batch).
             grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
@@ -1006,10 +1008,9 @@ class MatMulOperand(TensorOp):
         self.side = side
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        if av.ndim != 1:
+        if a.ndim != 1:
             return a
-        return wrap(av[None, :] if self.side == 0 else av[:, None], a)
+        return self.xp.expand_dims(a, 0 if self.side == 0 else 1)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])
@@ -1020,12 +1021,12 @@ class MatMulOutGrad(TensorOp):
     so that it has the shape of the product of the matrix views of ``a`` and ``b``."""
 
     def compute(self, g: Any, a: Any, b: Any) -> Any:
-        gv = as_numpy(g)
+        xp = self.xp
         if len(b.shape) == 1:
-            gv = gv[..., None]
+            g = xp.expand_dims(g, -1)
         if len(a.shape) == 1:
-            gv = gv[..., None, :]
-        return wrap(contiguous(gv), g)
+            g = xp.expand_dims(g, -2)
+        return g
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return ReshapeLike()(out_grad, node.inputs[0]), None, None

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..core import TupleSlot, sum_node_list
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
@@ -95,17 +94,18 @@ class TupleAdjoint(TensorTupleOp):
         for tup in args[k:]:
             for j in range(n):
                 parts[j].append(tup[j])
+        xp = self.xp
         out = []
         for j, grads in enumerate(parts):
             if not grads:
-                out.append(wrap(numpy.zeros(ref[j].shape, dtype=ref[j].dtype), ref[j]))
+                out.append(xp.zeros(ref[j].shape, dtype=ref[j].dtype))
             elif len(grads) == 1:
                 out.append(grads[0])
             else:
-                total = as_numpy(grads[0])
+                total = grads[0]
                 for g in grads[1:]:
-                    total = total + as_numpy(g)
-                out.append(wrap(total, grads[0]))
+                    total = xp.add(total, g)
+                out.append(total)
         return tuple(out)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> tuple:
@@ -121,8 +121,8 @@ class FusedAddScalars(TensorTupleOp):
         self.c1 = c1
 
     def compute(self, a: Any) -> tuple:
-        av = as_numpy(a)
-        return wrap(av + self.c0, a), wrap(av + self.c1, a)
+        xp = self.xp
+        return xp.add(a, self.c0), xp.add(a, self.c1)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
         return out_grad[0] + out_grad[1]
@@ -149,7 +149,7 @@ class Stack(TensorOp):
         if not -ndim <= self.axis < ndim:
             raise ShapeError(f"stack: axis {self.axis} is out of range for stacking tensors "
                              f"of shape {shapes[0]} (valid: {-ndim} to {ndim - 1})")
-        return wrap(numpy.stack([as_numpy(a) for a in args], axis=self.axis), args[0])
+        return self.xp.stack(args, axis=self.axis)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
         return split(out_grad, self.axis)
@@ -167,12 +167,12 @@ class Split(TensorTupleOp):
         self.axis = axis
 
     def compute(self, A: Any) -> tuple:
-        av = as_numpy(A)
-        if not -av.ndim <= self.axis < av.ndim:
+        if not -A.ndim <= self.axis < A.ndim:
             raise ShapeError(f"split: axis {self.axis} does not exist in shape "
-                             f"{tuple(av.shape)} (valid: {-av.ndim} to {av.ndim - 1})")
-        moved = numpy.moveaxis(av, self.axis, 0)
-        return tuple(wrap(contiguous(part), A) for part in moved)
+                             f"{tuple(A.shape)} (valid: {-A.ndim} to {A.ndim - 1})")
+        # Each part is a view of A (stride arithmetic); nothing is copied.
+        moved = self.xp.moveaxis(A, self.axis, 0)
+        return tuple(moved[i] for i in range(moved.shape[0]))
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
         # Stack takes the tuple node itself, so the number of parts need not be known here.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError
 from ._args import reduction_args

@@ -1,11 +1,12 @@
 """Element-wise, scalar, shape, reduction and matmul ops.
 
 Every op is a small class with ``compute`` (on the raw arrays of its operands' device,
-through that device's namespace ``self.xp``: ``xp.add(a, b)``, never ``a + b``) and ``gradient`` (needle ops only, so gradients are themselves
-differentiable and work on graph-mode placeholders, whose shapes are unknown when
-the gradient graph is built). Where a gradient needs an input's shape it uses the
-shape-polymorphic ops ``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the
-shape of a reference input at compute time.
+through that device's namespace ``self.xp``: ``xp.add(a, b)``, never ``a + b``) and
+``gradient`` (needle ops only, so gradients are themselves differentiable and work on
+graph-mode placeholders, whose shapes are unknown when the gradient graph is built).
+Where a gradient needs an input's shape it uses the shape-polymorphic ops
+``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the shape of a reference input
+at compute time.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..core import TupleSlot, sum_node_list
 from ..errors import DTypeError, IndexOutOfRange, ShapeError

@@ -839,6 +839,14 @@ def test_lazy_mode_refuses_in_place(monkeypatch):
         h.add_(1.0)
 
 
+def test_each_leaf_gets_its_own_grad_storage():
+    a, b = tensor(vals(3)), tensor(vals(3, seed=1))
+    (a + b).sum().backward()  # one gradient tensor would serve both
+    a.grad.mul_(5.0)
+    assert_close(a.grad, np.full(3, 5.0))
+    assert_close(b.grad, np.ones(3))
+
+
 def test_optimizers_update_through_data():
     model = ndl.nn.Linear(3, 2, dtype="float32")
     opt = ndl.optim.Adam(model.parameters(), lr=0.1)

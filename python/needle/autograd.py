@@ -1052,7 +1052,16 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
     """
     grads = reverse_pass(output_tensor, out_grad)
+    storages: set = set()
     for node, grad in grads.items():
+        data = grad.cached_data
+        if data is not None and not isinstance(data, tuple):
+            storage = id(_inplace._buffer(data))
+            if storage in storages:
+                # Two leaves got one gradient's storage (e.g. from a + b): copy it, so that
+                # an in-place op on one .grad does not change the other.
+                grad = needle_ops.AddScalar(0)(grad)
+            storages.add(storage)
         node.grad = grad
 
 

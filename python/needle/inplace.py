@@ -168,11 +168,20 @@ def _drop(key: int, logs: dict = _LOGS) -> None:
     logs.pop(key, None)
 
 
+class _Clock:
+    """Epochs of the latest write and of the latest write that rebased a graph."""
+
+    write = 0
+    tracked = 0
+
+
 def _record_write(written: numpy.ndarray, op: str, tracked: bool) -> int:
     """Bump the version of the buffer behind ``written`` (the numpy view of the elements
     written); return the write's epoch."""
     autograd._INPLACE_WRITES += 1
-    epoch = autograd._INPLACE_WRITES
+    epoch = _Clock.write = autograd._INPLACE_WRITES
+    if tracked:
+        _Clock.tracked = epoch
     owner = _owner(written)
     key = id(owner)
     log = _LOGS.get(key)
@@ -648,18 +657,31 @@ for _name in ("add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv"
 
 
 def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
-    """``run(node, grad)`` (the gradient as a tuple), refusing reads of overwritten values."""
-    created = _epoch(node)
+    """``run(node, grad)`` (the gradient as a tuple), refusing reads of overwritten values
+    and inputs whose graph misses an in-place change made through another view."""
+    created = getattr(node, "_epoch", 0)
+    inputs = node.inputs
+    # Fast path: nothing was written after this node was created, and no recorded write
+    # happened after any of its inputs was created.
+    if created >= _Clock.write:
+        tracked = _Clock.tracked
+        for v in inputs:
+            if getattr(v, "_epoch", 0) < tracked:
+                break
+        else:
+            return run(node, grad)
     swaps: dict = {}
-    for i, value in enumerate((node, *node.inputs)):
-        if id(value) in swaps:
-            continue
+    for i, value in enumerate((node, *inputs)):
         data = value.cached_data
-        if data is None:
+        if data is None or id(value) in swaps:
+            continue
+        parts = data if isinstance(data, tuple) else (data,)
+        logs = [_log_of(part) for part in parts]
+        if not any(logs):
             continue
         if i == 0:
-            label, since = f"the output of {node.op.name}", node.__dict__.get("_out_epoch",
-                                                                                 created)
+            label = f"the output of {node.op.name}"
+            since = node.__dict__.get("_out_epoch", created)
         else:
             label, since = f"input {i - 1} of {node.op.name}", created
             if value.requires_grad or value.op is None:
@@ -668,10 +690,8 @@ def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
                 write = _shared_write(value, own, created, absorbed)
                 if write is not None:
                     raise _stale_error(f"{label}{_site(node)}", write, _hint(node))
-        parts = data if isinstance(data, tuple) else (data,)
         stand_ins = []
-        for part in parts:
-            log = _log_of(part)
+        for part, log in zip(parts, logs):
             if log is not None and log.last > since:
                 lo, hi, _ = _region(_array.as_numpy(part))
                 if log.overwrote(since, lo, hi):
@@ -683,10 +703,9 @@ def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
     if not swaps:
         return run(node, grad)
     if autograd.LAZY_MODE:
-        value, _, stand_in = next(iter(swaps.values()))
-        first = stand_in if isinstance(stand_in, _StandIn) else next(
-            s for s in stand_in if isinstance(s, _StandIn))
-        _raise_stale(node, first)
+        stand_in = next(iter(swaps.values()))[2]
+        _raise_stale(node, stand_in if isinstance(stand_in, _StandIn) else next(
+            s for s in stand_in if isinstance(s, _StandIn)))
     for value, _, stand_in in swaps.values():
         value.cached_data = stand_in
     try:

@@ -178,6 +178,32 @@ def test_dtype_is_preserved_float32():
     np.testing.assert_allclose(x.numpy(), want * 3, rtol=1e-6)
 
 
+def test_gradient_dtypes_follow_the_inputs():
+    x = ndl.Tensor(vals(3), dtype="float32")
+    y = ndl.Tensor(vals(3, seed=1), dtype="float64")
+    h = x * 1.0
+    h += y  # computed in float64, stored in float32
+    h *= y
+    assert str(h.dtype) == "float32"
+    h.sum().backward()
+    assert str(x.grad.dtype) == "float32" and str(y.grad.dtype) == "float64"
+    np.testing.assert_allclose(x.grad.numpy(), vals(3, seed=1), rtol=1e-6)
+    xv32 = vals(3).astype(np.float32)
+    want = (xv32 + vals(3, seed=1)).astype(np.float32) + vals(3, seed=1)
+    np.testing.assert_allclose(y.grad.numpy(), want, rtol=1e-6)
+
+
+def test_boolean_tensor_mask_numpy_backend():
+    if ndl.BACKEND != "np":
+        pytest.skip("the nd backend has no boolean dtype")
+    a = vals(2, 3)
+    x = const(a)
+    mask = ndl.Tensor(a > 0, requires_grad=False)
+    x[mask] = 0.0
+    assert_close(x, np.where(a > 0, 0.0, a))
+    assert_close(const(a)[mask], a[a > 0])
+
+
 def test_integer_tensors_numpy_backend():
     if ndl.BACKEND != "np":
         pytest.skip("the nd backend holds floats only")

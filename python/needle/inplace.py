@@ -33,7 +33,8 @@ from .autograd import Tensor, Value, _user_site
 from .backend_selection import BACKEND
 from .errors import DeviceError, DTypeError, GraphError, ShapeError
 
-__all__ = ["add_", "sub_", "mul_", "div_", "fill_", "zero_", "copy_", "setitem", "version"]
+__all__ = ["add_", "sub_", "mul_", "div_", "fill_", "zero_", "copy_", "setitem", "version",
+           "VIEWS"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,6 +141,9 @@ _CHECK_DEVICES = BACKEND == "nd"
 _LOGS: dict[int, _Log] = {}
 # Tensors that were rebased while alive: the engine redirects their earlier users.
 _REBASED: weakref.WeakSet = weakref.WeakSet()
+# view tensor -> (weakref to the tensor it views, the op that made it). Filled for results
+# that record no graph (ops.ops_mathematic._ViewOp) and on the first write through a view.
+VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _buffer(data: Any) -> numpy.ndarray:
@@ -253,7 +257,7 @@ def _check_not_view_of_leaf(x: Tensor, op: str) -> None:
                 "autograd's back. Do it inside `with needle.no_grad():`, or on a copy"
             )
         stack.extend(_original(t).inputs)
-        view = t.__dict__.get("_view")
+        view = VIEWS.get(t)
         if view is not None and view[0]() is not None:
             stack.append(view[0]())
 
@@ -356,10 +360,10 @@ def _view_of(x: Tensor) -> tuple | None:
     basic indices, Reshape, Transpose, Permute) and its memory is exactly that view."""
     from .ops.ops_mathematic import GetItem, _ViewOp
 
-    known = x.__dict__.get("_view")
+    known = VIEWS.get(x)
     first = _original(x)
     if known is None and isinstance(first.op, _ViewOp):
-        known = x.__dict__["_view"] = (weakref.ref(first.inputs[0]), first.op)
+        known = VIEWS[x] = (weakref.ref(first.inputs[0]), first.op)
     if known is None:
         return None
     ref, op = known

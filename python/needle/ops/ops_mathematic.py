@@ -19,6 +19,7 @@ import numpy
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
+from ..inplace import VIEWS
 
 __all__ = [
     "unbroadcast",
@@ -716,7 +717,7 @@ class _ViewOp(TensorOp):
         if out.op is None:
             data = out.cached_data
             if data is not None and as_numpy(data).base is not None:
-                out.__dict__["_view"] = (weakref.ref(a), self)
+                VIEWS[out] = (weakref.ref(a), self)
         return out
 
 

@@ -806,6 +806,19 @@ def test_stale_view_used_after_the_write_is_refused():
         v.backward(const(np.ones((3, 2))))
 
 
+@pytest.mark.parametrize("second", ["add_", "mul_"])
+def test_in_place_through_a_view_made_stale_by_its_base(second):
+    x, w = tensor(vals(2, 3)), tensor(vals(3, seed=1))
+    h = x * 1.0
+    row = h[0]
+    h *= 3.0  # changes row's memory; row's graph still says h_old[0]
+    getattr(row, second)(w)
+    with pytest.raises(GraphError, match="shares its storage with a tensor that mul_"):
+        (row * 1.0).sum().backward()
+    with pytest.raises(GraphError, match="shares its storage"):
+        (h * 1.0).sum().backward()
+
+
 def test_view_used_before_the_write_is_fine():
     x, w = tensor(vals(2, 3)), tensor(vals(2, 3, seed=1))
     h = x * 1.0

@@ -322,6 +322,11 @@ def _commit(x: Tensor, result: Tensor, op: str, keep_old: bool = False,
     records = result.op is not None
     if records:
         _check_not_view_of_leaf(x, op)
+        own = x.__dict__.get("_out_epoch", _epoch(x))
+        if keep_old and _shared_write(x, own, float("inf")):
+            # x's memory was changed through another alias, so its graph does not describe
+            # its value: keep the memory itself, so that backward reports it.
+            keep_old = False
         old = _split_off(x, _array.wrap(numpy.array(dst), data) if keep_old else data)
     epoch = _record_write(_write_part(dst, src, index), op, records)
     if records:
@@ -398,7 +403,10 @@ def _rebase_bases(x: Tensor, old: Tensor, epoch: int) -> None:
             return
         base, op = found
         seen.add(id(base))
-        if _shared_write(old, old.__dict__.get("_out_epoch", _epoch(old)), epoch - 1):
+        # x's memory (old may hold a copy of it) must not have been changed through
+        # another alias since x's last state: then x's graph would not describe it.
+        own = old.__dict__.get("_out_epoch", _epoch(old))
+        if _shared_write(old, own, epoch - 1, data=x.cached_data):
             return
         with autograd.enable_grad():
             if isinstance(op, GetItem):
@@ -577,10 +585,12 @@ def _hint(node: Value) -> str:
             "was created)")
 
 
-def _shared_write(value: Value, since: int, until: float,
-                  absorbed: Any = ()) -> _Write | None:
-    """A write in (since, until] that rebased another tensor and hit ``value``'s memory."""
-    data = value.cached_data
+def _shared_write(value: Value, since: int, until: float, absorbed: Any = (),
+                  data: Any = None) -> _Write | None:
+    """A write in (since, until] that rebased another tensor and hit ``value``'s memory
+    (or the memory of ``data``, when given)."""
+    if data is None:
+        data = value.cached_data
     for part in data if isinstance(data, tuple) else (data,):
         log = _log_of(part)
         if log is None or not log.tracked or log.tracked[-1].epoch <= since:

@@ -1043,6 +1043,9 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
             pending[inp] -= 1
             if pending[inp] == 0:
                 ready.append(inp)
+    if _INPLACE_WRITES and any(pending.values()):
+        raise GraphError("backward: the graph has a cycle (in-place bookkeeping went wrong); "
+                         "please report this with the code that built the graph")
     return result
 
 

@@ -3,17 +3,25 @@
 An in-place op ``x.add_(y)`` runs the out-of-place op (``x + y``), copies the result into
 ``x``'s storage (views sharing that storage see it) and, when the op recorded a graph,
 *rebases* ``x``: the user's object becomes the new node, whose input is a fresh Value
-holding ``x``'s previous node (op, inputs, data). Nodes that used ``x`` before keep
-``x`` in their ``inputs``; the engine redirects them to the previous node before
-``backward`` (they remember the write clock at their creation, ``Value._epoch``).
+holding ``x``'s previous node (op, inputs, data). Nodes that used ``x`` before keep ``x``
+in their ``inputs``; before ``backward`` the engine redirects them to the state ``x`` had
+when they were created (every Value remembers the write clock at its creation, ``_epoch``;
+a rebased tensor keeps its past states in ``_history``).
+
+Views (PyTorch's semantics, for views made by basic indexing, reshape, transpose and
+permute): a write through a view also rebases the tensor it views (``base`` becomes
+``set_item(base, index, view)``), and a view whose memory was changed through its base or
+another view gets its graph regenerated from the base before it is used.
 
 Every write bumps the version of the storage it hits (one counter per buffer, shared by
-all views of it). Before an op's gradient is built, the engine checks whether an input or
-the output it may read was overwritten after the node was created; if so the gradient is
-built with those values replaced by stand-ins that refuse to be read, so the check is
-exact (only what a gradient really reads counts, as with PyTorch's saved tensors) and a
-read raises :class:`GraphError` naming the op that saved the value and the op that
-overwrote it. When no in-place op has run, the engine does none of this.
+all its views) and records the bytes it wrote. Before an op's gradient is built, the engine
+looks for writes, made after the node was created, that hit an input or the output; if
+there are any, the gradient is built with those values replaced by stand-ins that refuse to
+be read. So the check is exact (only what a gradient really reads, and only the bytes
+written, count) and a read raises :class:`GraphError` naming the op that saved the value
+and the op that overwrote it. A value changed through an alias that is not a view
+(``detach()``, ``Tensor(x)``, split parts) is refused when a graph uses it. Until the first
+in-place op runs, the engine does none of this.
 
 Graph mode: in-place ops are not supported on placeholders (``needle.graph.Variable``
 and nodes built from them) and raise :class:`GraphError`; use the out-of-place ops.
@@ -207,6 +215,8 @@ def version(t: Tensor) -> int:
 
 
 def _check_target(x: Tensor, op: str) -> None:
+    if _REBASED:
+        _regenerate(x)  # a view whose base changed: bring its graph up to date first
     if x.cached_data is None:
         raise GraphError(
             f"{op}: in-place ops are not supported on placeholders (graph-mode Variables "
@@ -275,7 +285,22 @@ def _split_off(x: Tensor, data: Any) -> Tensor:
         if key in extra:
             old.__dict__[key] = extra.pop(key)
     old._epoch = getattr(x, "_epoch", 0)
+    view = _view_relation(x)
+    if view is not None:
+        VIEWS[old] = view  # a past state of a view is the same view of the same base
     return old
+
+
+def _view_relation(x: Value) -> tuple | None:
+    """``(weakref to base, op)`` if ``x`` was created as a view (or is known to be one)."""
+    from .ops.ops_mathematic import _ViewOp
+
+    known = VIEWS.get(x)
+    if known is None:
+        first = _original(x)
+        if isinstance(first.op, _ViewOp):
+            known = VIEWS[x] = (weakref.ref(first.inputs[0]), first.op)
+    return known
 
 
 def _attach(x: Tensor, node: Tensor, old: Tensor, epoch: int) -> None:
@@ -291,6 +316,8 @@ def _attach(x: Tensor, node: Tensor, old: Tensor, epoch: int) -> None:
         if key in node.__dict__:
             extra[key] = node.__dict__[key]
     extra.setdefault("_history", []).append((epoch, old))
+    # old is a past state now: only users created before ``epoch`` see it.
+    old.__dict__["_until"] = epoch
     _REBASED.add(x)
 
 
@@ -363,12 +390,9 @@ def _write_part(dst: numpy.ndarray, src: Any, index: Any) -> numpy.ndarray:
 def _view_of(x: Tensor) -> tuple | None:
     """``(base, op)`` when ``x`` was created as a view of ``base`` by ``op`` (GetItem with
     basic indices, Reshape, Transpose, Permute) and its memory is exactly that view."""
-    from .ops.ops_mathematic import GetItem, _ViewOp
+    from .ops.ops_mathematic import GetItem
 
-    known = VIEWS.get(x)
-    first = _original(x)
-    if known is None and isinstance(first.op, _ViewOp):
-        known = VIEWS[x] = (weakref.ref(first.inputs[0]), first.op)
+    known = _view_relation(x)
     if known is None:
         return None
     ref, op = known
@@ -404,7 +428,9 @@ def _rebase_bases(x: Tensor, old: Tensor, epoch: int) -> None:
         base, op = found
         seen.add(id(base))
         # x's memory (old may hold a copy of it) must not have been changed through
-        # another alias since x's last state: then x's graph would not describe it.
+        # another alias since x's last state: then x's graph would not describe it
+        # (unless old is a view whose graph can be regenerated from its own base).
+        _regenerate(old)
         own = old.__dict__.get("_out_epoch", _epoch(old))
         if _shared_write(old, own, epoch - 1, data=x.cached_data):
             return
@@ -552,25 +578,73 @@ def _resolve_inputs(node: Value) -> None:
         if history and created < history[-1][0]:
             if fixed is None:
                 fixed = list(inputs)
-            fixed[i] = history[bisect.bisect_right(history, created, key=_first)][1]
+            fixed[i] = _state_at(inp, created)
     if fixed is not None:
         node.inputs = tuple(fixed)
 
 
 def resolve_graph(roots: Any) -> None:
-    """Redirect every node behind ``roots`` that used a tensor before it was rebased."""
+    """Redirect every node behind ``roots`` that used a tensor before it was rebased, after
+    regenerating the graphs of views whose base was modified (see :func:`_regenerate`)."""
     if not _REBASED:
         return
     seen: set = set()
     stack = list(roots)
+    for root in stack:
+        _regenerate(root)
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
         if node.op is not None:
+            for inp in node.inputs:
+                _regenerate(inp)
             _resolve_inputs(node)
             stack.extend(node.inputs)
+
+
+def _state_at(t: Value, epoch: int) -> Value:
+    """The node ``t`` was for a user created at ``epoch``. A past state can have a history
+    of its own (a stale view regenerated, see :func:`_regenerate`), hence the loop."""
+    while True:
+        history = t.__dict__.get("_history")
+        if not history or epoch >= history[-1][0]:
+            return t
+        t = history[bisect.bisect_right(history, epoch, key=_first)][1]
+
+
+def _regenerate(v: Value) -> None:
+    """Rebuild the graph of a view whose memory a recorded write through another alias
+    changed (e.g. ``v = h[0]``, then ``h += w``): for each such write, ``v`` becomes its view
+    op applied to the base's node as of that write, as PyTorch regenerates a view's
+    grad_fn. Users created before a write keep the state they saw (the rebase history).
+    A value that is not a known view is left alone; backward then reports it."""
+    if v.__dict__.get("_out_epoch", _epoch(v)) >= _Clock.tracked:
+        return
+    data = v.cached_data
+    if data is None or isinstance(data, tuple):
+        return
+    log = _log_of(data)
+    if log is None:
+        return
+    own = v.__dict__.get("_out_epoch", _epoch(v))
+    until = v.__dict__.get("_until", float("inf"))  # a past state: later writes are not its
+    lo, hi, _ = _region(_array.as_numpy(data))
+    writes = [w for w in log.tracked_between(own, until - 1) if w.hits(lo, hi)]
+    if not writes or not isinstance(v, Tensor):
+        return
+    found = _view_of(v)
+    if found is None:
+        return
+    base, op = found
+    _regenerate(base)  # the base may be a stale view itself (views are acyclic)
+    for write in writes:
+        source = _state_at(base, write.epoch)
+        node = Tensor.__new__(Tensor)
+        node._init(op, (source,), cached_data=data, requires_grad=source.requires_grad)
+        node._epoch = write.epoch
+        _attach(v, node, _split_off(v, data), write.epoch)
 
 
 def _site(node: Value) -> str:
@@ -606,9 +680,9 @@ def _stale_error(what: str, write: _Write, hint: str = "") -> GraphError:
     return GraphError(
         f"backward: {what} shares its storage with a tensor that {write} modified in place "
         "after it was computed; its graph does not include that change, so its gradient "
-        "would be wrong (needle carries in-place changes only to the tensor modified, not "
-        "to other views of its storage: reshape/transpose/indexing results, detach(), "
-        f"Tensor(x)). Modify a copy, or compute it after the in-place op{hint}"
+        "would be wrong (needle follows in-place changes through views made by indexing, "
+        "reshape, transpose and permute, not through other aliases: detach(), .data, "
+        f"Tensor(x), split parts). Modify a copy, or compute it after the in-place op{hint}"
     )
 
 

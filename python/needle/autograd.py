@@ -293,8 +293,9 @@ def _check_devices(op: Op, arrays: list) -> None:
 class Value:
     """A node in the computational graph: an op applied to inputs, or a leaf."""
 
-    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "_epoch", "__weakref__",
-                 "__dict__")
+    # _epoch and _view: in-place bookkeeping (needle.inplace), set only when needed.
+    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "_epoch", "_view",
+                 "__weakref__", "__dict__")
     num_outputs = 1
 
     op: Op | None

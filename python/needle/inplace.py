@@ -41,8 +41,7 @@ from .autograd import Tensor, Value, _user_site
 from .backend_selection import BACKEND
 from .errors import DeviceError, DTypeError, GraphError, ShapeError
 
-__all__ = ["add_", "sub_", "mul_", "div_", "fill_", "zero_", "copy_", "setitem", "version",
-           "VIEWS"]
+__all__ = ["add_", "sub_", "mul_", "div_", "fill_", "zero_", "copy_", "setitem", "version"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,9 +148,22 @@ _CHECK_DEVICES = BACKEND == "nd"
 _LOGS: dict[int, _Log] = {}
 # Tensors that were rebased while alive: the engine redirects their earlier users.
 _REBASED: weakref.WeakSet = weakref.WeakSet()
-# view tensor -> (weakref to the tensor it views, the op that made it). Filled for results
-# that record no graph (ops.ops_mathematic._ViewOp) and on the first write through a view.
-VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _WeakRef:
+    """A weak reference that pickles (as a dead one): kept in ``Value._view`` once an
+    in-place op links a view and its base, which then may reference each other."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, obj: Any = None) -> None:
+        self.ref = None if obj is None else weakref.ref(obj)
+
+    def __call__(self) -> Any:
+        return None if self.ref is None else self.ref()
+
+    def __reduce__(self) -> tuple:
+        return (_WeakRef, ())
 
 
 def _buffer(data: Any) -> numpy.ndarray:
@@ -267,7 +279,7 @@ def _check_not_view_of_leaf(x: Tensor, op: str) -> None:
                 "autograd's back. Do it inside `with needle.no_grad():`, or on a copy"
             )
         stack.extend(_original(t).inputs)
-        view = VIEWS.get(t)
+        view = _view_relation(t)
         if view is not None and view[0]() is not None:
             stack.append(view[0]())
 
@@ -287,19 +299,23 @@ def _split_off(x: Tensor, data: Any) -> Tensor:
     old._epoch = getattr(x, "_epoch", 0)
     view = _view_relation(x)
     if view is not None:
-        VIEWS[old] = view  # a past state of a view is the same view of the same base
+        old._view = view  # a past state of a view is the same view of the same base
     return old
 
 
 def _view_relation(x: Value) -> tuple | None:
-    """``(weakref to base, op)`` if ``x`` was created as a view (or is known to be one)."""
+    """``(weak reference to base, op)`` if ``x`` was created as a view of ``base``."""
     from .ops.ops_mathematic import _ViewOp
 
-    known = VIEWS.get(x)
+    known = getattr(x, "_view", None)
     if known is None:
         first = _original(x)
-        if isinstance(first.op, _ViewOp):
-            known = VIEWS[x] = (weakref.ref(first.inputs[0]), first.op)
+        if not isinstance(first.op, _ViewOp):
+            return None
+        known = (first.inputs[0], first.op)
+    if not isinstance(known[0], _WeakRef):
+        # From here on x and its base may reference each other (base-rebase): hold weakly.
+        known = x._view = (_WeakRef(known[0]), known[1])
     return known
 
 

@@ -11,7 +11,6 @@ shape of a reference input at compute time.
 from __future__ import annotations
 
 import builtins
-import weakref
 from typing import Any
 
 import numpy
@@ -19,7 +18,6 @@ import numpy
 from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
-from ..inplace import VIEWS
 
 __all__ = [
     "unbroadcast",
@@ -709,15 +707,17 @@ def not_equal(a: Tensor, b: Any) -> Tensor:
 
 class _ViewOp(TensorOp):
     """An op whose result may be a numpy view of its input's memory. A result that records
-    no graph remembers (weakly) what it views, so that an in-place op through it can rebase
-    the base tensor too (see ``needle.inplace``); a recorded result knows it from its op."""
+    no graph, of a leaf, remembers what it views (``Value._view``), so that an in-place op
+    through it can rebase the leaf too (see ``needle.inplace``); a recorded result knows it
+    from its op. (A view of a non-leaf made under no_grad keeps no link: like PyTorch,
+    needle then refuses to use the base after a recorded write through the view.)"""
 
     def __call__(self, a: Tensor) -> Tensor:
         out = Tensor.make_from_op(self, (a,))
-        if out.op is None:
+        if out.op is None and a.op is None:
             data = out.cached_data
             if data is not None and as_numpy(data).base is not None:
-                VIEWS[out] = (weakref.ref(a), self)
+                out._view = (a, self)
         return out
 
 

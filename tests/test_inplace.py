@@ -786,6 +786,18 @@ def test_split_parts_of_a_leaf_refuse_recorded_in_place():
     assert_close(w, vals(2, 3))
 
 
+def test_view_of_a_non_leaf_made_under_no_grad_keeps_no_link():
+    x, w = tensor(vals(2, 3)), tensor(vals(3, seed=1))
+    h = x * 1.0
+    with ndl.no_grad():
+        row = h[0]
+    row += w  # a recorded write into h's memory that h's graph cannot see
+    with pytest.raises(GraphError, match="shares its storage with a tensor that add_"):
+        (h * 2.0).sum().backward()
+    (row * 2.0).sum().backward()  # row itself is fine
+    assert_close(w.grad, np.full(3, 2.0))
+
+
 def test_detached_alias_of_a_leaf_is_refused_when_used():
     leaf = const(vals(3))
     v = tensor(vals(3, seed=1))

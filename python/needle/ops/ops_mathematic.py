@@ -709,8 +709,9 @@ class _ViewOp(TensorOp):
     """An op whose result may be a numpy view of its input's memory. A result that records
     no graph, of a leaf, remembers what it views (``Value._view``), so that an in-place op
     through it can rebase the leaf too (see ``needle.inplace``); a recorded result knows it
-    from its op. (A view of a non-leaf made under no_grad keeps no link: like PyTorch,
-    needle then refuses to use the base after a recorded write through the view.)"""
+    from its op. A view of a non-leaf made under no_grad keeps no link (it would keep the
+    base's graph alive): after a recorded write through such a view, a graph that uses the
+    base raises GraphError (PyTorch refuses the write itself)."""
 
     def __call__(self, a: Tensor) -> Tensor:
         out = Tensor.make_from_op(self, (a,))

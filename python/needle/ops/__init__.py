@@ -1,5 +1,6 @@
 """needle's ops: one small class per op plus its lowercase function."""
 
+from .ops_dtype import CastLike, cast_like
 from .ops_fused import MatMulLayerNorm, MatMulSoftmax, matmul_layernorm, matmul_softmax
 from .ops_logarithmic import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
 from .ops_mathematic import *  # noqa: F403
@@ -21,3 +22,4 @@ __all__ = list(_math_all) + [
     "fused_add_scalars", "make_tuple", "split", "stack", "tuple_get_item",
 ]
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
+__all__ += ["CastLike", "cast_like"]

@@ -16,6 +16,8 @@ from typing import Any
 import numpy
 
 from .._array import as_numpy, contiguous, wrap
+from .._dtype import operand_pair
+from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 
@@ -104,19 +106,6 @@ __all__ = [
 ]
 
 
-def _scalar(value: Any, op: str) -> Any:
-    """Normalise a scalar operand to a Python number, so float32 data stays float32."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float)):
-        return value
-    arr = numpy.asarray(value)
-    if arr.size == 1 and arr.dtype.kind in "biuf":
-        return arr.item()
-    raise DTypeError(f"{op}: expected a real scalar, got {type(value).__name__} "
-                     f"of shape {arr.shape} and dtype {arr.dtype}")
-
-
 def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
     if axes is None:
@@ -144,10 +133,13 @@ def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
 
 
 def _realized_same(a: Value, b: Value) -> bool:
-    """True when both are computed and already have the same shape and dtype (eager fast path)."""
+    """True when both are computed and already have the same shape (eager fast path).
+
+    The dtype does not matter: the engine casts every gradient to its input's dtype.
+    """
     x, y = a.cached_data, b.cached_data
     return (x is not None and y is not None and not isinstance(x, tuple)
-            and x.shape == y.shape and x.dtype == y.dtype)
+            and x.shape == y.shape)
 
 
 def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
@@ -169,7 +161,7 @@ class SumLike(TensorOp):
     """Sum ``x`` over ``axes`` (dropping them), or, with ``axes=None``, un-broadcast it to
     ``ref``'s shape. ``mean=True`` divides by the number of summed elements.
 
-    Only ``ref``'s shape (and dtype) is used, so it gets no gradient.
+    Only ``ref``'s shape is used, so it gets no gradient; the result keeps ``x``'s dtype.
     """
 
     def __init__(self, axes: Any = None, mean: bool = False):
@@ -191,8 +183,7 @@ class SumLike(TensorOp):
         out = xv.sum(axis=axes) if axes else xv
         if self.mean and xv.size:
             out = out * (out.size / xv.size)
-        out = numpy.asarray(out, dtype=ref.dtype).reshape(ref.shape)
-        return wrap(out, x)
+        return wrap(numpy.asarray(out).reshape(ref.shape), x)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x = node.inputs[0]
@@ -278,7 +269,8 @@ def ones_like(a: Tensor) -> Tensor:
 class EWiseAdd(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) + as_numpy(b), a)
+            av, bv = operand_pair(a, b)
+            return wrap(av + bv, a)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
 
@@ -310,7 +302,8 @@ def add_scalar(a: Tensor, scalar: Any) -> Tensor:
 class EWiseMul(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) * as_numpy(b), a)
+            av, bv = operand_pair(a, b)
+            return wrap(av * bv, a)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
 
@@ -345,7 +338,7 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.power(as_numpy(a), as_numpy(b)), a)
+            return wrap(numpy.power(*operand_pair(a, b)), a)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -390,7 +383,8 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) / as_numpy(b), a)
+            av, bv = operand_pair(a, b)
+            return wrap(av / bv, a)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
 
@@ -586,7 +580,7 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.maximum(as_numpy(a), as_numpy(b)), a)
+            return wrap(numpy.maximum(*operand_pair(a, b)), a)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -605,7 +599,7 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.minimum(as_numpy(a), as_numpy(b)), a)
+            return wrap(numpy.minimum(*operand_pair(a, b)), a)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -633,9 +627,14 @@ class _Compare(TensorOp):
         self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
 
     def compute(self, a: Any, b: Any = None) -> Any:
-        av = as_numpy(a)
-        bv = self.scalar if b is None else as_numpy(b)
-        dtype = av.dtype if av.dtype.kind == "f" else numpy.dtype("float32")
+        if b is None:
+            av, bv = as_numpy(a), self.scalar
+            dtype = av.dtype
+        else:
+            av, bv = operand_pair(a, b)
+            dtype = av.dtype if av.dtype is bv.dtype else numpy.promote_types(av.dtype, bv.dtype)
+        if dtype.kind != "f":
+            dtype = numpy.dtype("float32")
         try:
             out = type(self).fn(av, bv)
         except ValueError:
@@ -886,6 +885,10 @@ class Mean(TensorOp):
         axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
         if av.dtype.kind != "f":
             av = av.astype(numpy.float32)
+        if av.size == 0:
+            # numpy.mean warns on an empty slice; 0 / 0 is NaN quietly, as in PyTorch.
+            count = int(numpy.prod([av.shape[i] for i in axes]))
+            return wrap(av.sum(axis=axes, keepdims=self.keepdims) / count, a)
         return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
@@ -946,7 +949,7 @@ class MatMul(TensorOp):
     """Matrix product with batch broadcasting (numpy ``matmul`` rules, 2-D or more)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul"), a)
+        return wrap(matmul_arrays(*operand_pair(a, b), "matmul"), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs

@@ -24,7 +24,7 @@ import numpy
 from ._array import as_numpy
 from .errors import DTypeError
 
-__all__ = ["scalar", "operands", "operand_pair", "promote_types"]
+__all__ = ["scalar", "operands", "operand_pair", "promote_pair", "promote_types"]
 
 
 def scalar(value: Any, op: str) -> int | float:
@@ -62,11 +62,20 @@ def promote_types(*dtypes: Any) -> numpy.dtype:
 
 def operand_pair(a: Any, b: Any) -> tuple[numpy.ndarray, numpy.ndarray]:
     """Numpy views of two backend arrays an op combines; an integer or bool operand meeting
-    a float one is cast to that float dtype (rule 1). No copy when the dtypes agree."""
+    a float one is cast to that float dtype (rule 1). No copy when the dtypes agree.
+
+    Element-wise ops inline the test ``av.dtype is not bv.dtype`` and call
+    :func:`promote_pair` only then: it saves a Python call on the hot path.
+    """
     av, bv = as_numpy(a), as_numpy(b)
-    ad, bd = av.dtype, bv.dtype
-    if ad is bd:
+    if av.dtype is bv.dtype:
         return av, bv
+    return promote_pair(av, bv)
+
+
+def promote_pair(av: numpy.ndarray, bv: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """:func:`operand_pair` on numpy arrays whose dtypes may differ."""
+    ad, bd = av.dtype, bv.dtype
     if ad.kind == "f":
         if bd.kind != "f":
             bv = bv.astype(ad)

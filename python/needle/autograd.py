@@ -19,7 +19,7 @@ import numpy
 
 from . import _array
 from ._dtype import scalar as _scalar_operand
-from ._fp import QUIET
+from ._fp import call_quietly, quiet_compute, run_quietly
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
 from .errors import DeviceError, DTypeError, GraphError, ShapeError
 
@@ -310,7 +310,7 @@ class Value:
                 raise GraphError(
                     "a placeholder has no value: feed it through graph.Evaluator.run(...)"
                 )
-            node.cached_data = QUIET.run(node.op.compute, *[x.cached_data for x in node.inputs])
+            node.cached_data = call_quietly(node.op.compute, *[x.cached_data for x in node.inputs])
         return self.cached_data
 
     def is_leaf(self) -> bool:
@@ -364,7 +364,11 @@ class Value:
                 requires_grad = True
         if _CHECK_DEVICES and len(arrays) > 1:
             _check_devices(op, arrays)
-        data = QUIET.run(op.compute, *arrays)
+        # numpy's FP warnings off (needle._fp); the except costs nothing until it is taken.
+        try:
+            data = run_quietly(op.compute, *arrays)
+        except RuntimeError as e:
+            data = quiet_compute(e, op.compute, *arrays)
         # This is the hot path of every op: set the fields directly instead of _init.
         global TENSOR_COUNTER
         TENSOR_COUNTER += 1
@@ -673,6 +677,9 @@ class Tensor(Value):
         numbers (a scalar keeps the tensor's dtype); other arrays become constant tensors
         of the tensor's dtype, except that a float array meeting an integer or bool tensor
         stays float (its values are not truncated)."""
+        cls = other.__class__
+        if cls is float or cls is int:
+            return other
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float, numpy.generic)):

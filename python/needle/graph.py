@@ -27,7 +27,7 @@ import numpy
 
 from . import ops
 from ._array import as_numpy, from_numpy
-from ._fp import QUIET
+from ._fp import call_quietly
 from .autograd import Tensor, Value, enable_grad, find_topo_sort, reverse_pass
 from .backend_selection import default_device
 from .errors import NeedleError
@@ -293,7 +293,7 @@ class Evaluator:
                 values[node] = node.cached_data
             else:
                 try:
-                    values[node] = QUIET.run(node.op.compute, *[values[x] for x in node.inputs])
+                    values[node] = call_quietly(node.op.compute, *[values[x] for x in node.inputs])
                 except NeedleError as e:
                     raise type(e)(f"{e} [in graph node {node_name(node)!r}]") from e
         return [numpy.array(as_numpy(values[n])) for n in self.eval_nodes]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy
 
 from .._array import as_numpy, contiguous, wrap
-from .._dtype import operand_pair
+from .._dtype import operand_pair, promote_pair
 from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
@@ -269,7 +269,9 @@ def ones_like(a: Tensor) -> Tensor:
 class EWiseAdd(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = operand_pair(a, b)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
             return wrap(av + bv, a)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
@@ -302,7 +304,9 @@ def add_scalar(a: Tensor, scalar: Any) -> Tensor:
 class EWiseMul(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = operand_pair(a, b)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
             return wrap(av * bv, a)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
@@ -338,7 +342,10 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.power(*operand_pair(a, b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.power(av, bv), a)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -383,7 +390,9 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = operand_pair(a, b)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
             return wrap(av / bv, a)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
@@ -580,7 +589,10 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.maximum(*operand_pair(a, b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.maximum(av, bv), a)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -599,7 +611,10 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.minimum(*operand_pair(a, b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.minimum(av, bv), a)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -631,8 +646,11 @@ class _Compare(TensorOp):
             av, bv = as_numpy(a), self.scalar
             dtype = av.dtype
         else:
-            av, bv = operand_pair(a, b)
-            dtype = av.dtype if av.dtype is bv.dtype else numpy.promote_types(av.dtype, bv.dtype)
+            av, bv = as_numpy(a), as_numpy(b)
+            dtype = av.dtype
+            if dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+                dtype = numpy.promote_types(av.dtype, bv.dtype)
         if dtype.kind != "f":
             dtype = numpy.dtype("float32")
         try:

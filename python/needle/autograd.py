@@ -505,13 +505,14 @@ class Tensor(Value):
     def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
         if BACKEND == "nd" and isinstance(numpy_array, NDArray):
             numpy_array = numpy_array.numpy()
+        # Casting (float64 1e300 to float32) overflows to Inf quietly, as in the ops.
         if array_api is numpy:
             data = _to_numpy_input(numpy_array)
             if dtype is not None:
                 _check_float_dtype(dtype, "Tensor")
-            return numpy.array(data, dtype=dtype)
+            return call_quietly(numpy.array, data, dtype)
         data = _to_numpy_input(numpy_array)
-        return array_api.array(data, device=device, dtype=dtype)
+        return call_quietly(functools.partial(array_api.array, device=device, dtype=dtype), data)
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:

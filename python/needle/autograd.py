@@ -8,6 +8,7 @@ Nothing here recurses over the graph, so chains of 100,000 ops work.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import sys
 import threading
@@ -17,6 +18,8 @@ from typing import Any
 import numpy
 
 from . import _array
+from ._dtype import scalar as _scalar_operand
+from ._fp import call_quietly, quiet_compute, run_quietly
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
 from .errors import DeviceError, DTypeError, GraphError, ShapeError, device_unavailable
 from .hooks import RemovableHandle, add_hook
@@ -342,7 +345,7 @@ class Value:
                 raise GraphError(
                     "a placeholder has no value: feed it through graph.Evaluator.run(...)"
                 )
-            node.cached_data = node.op.compute(*[x.cached_data for x in node.inputs])
+            node.cached_data = call_quietly(node.op.compute, *[x.cached_data for x in node.inputs])
         return self.cached_data
 
     def is_leaf(self) -> bool:
@@ -398,7 +401,11 @@ class Value:
                 requires_grad = True
         if _CHECK_DEVICES and len(arrays) > 1:
             _check_devices(op, arrays)
-        data = op.compute(*arrays)
+        # numpy's FP warnings off (needle._fp); the except costs nothing until it is taken.
+        try:
+            data = run_quietly(op.compute, *arrays)
+        except RuntimeError as e:
+            data = quiet_compute(e, op.compute, *arrays)
         # This is the hot path of every op: set the fields directly instead of _init.
         global TENSOR_COUNTER
         TENSOR_COUNTER += 1
@@ -576,13 +583,14 @@ class Tensor(Value):
     def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
         if BACKEND == "nd" and isinstance(numpy_array, NDArray):
             numpy_array = numpy_array.numpy()
+        # Casting (float64 1e300 to float32) overflows to Inf quietly, as in the ops.
         if array_api is numpy:
             data = _to_numpy_input(numpy_array)
             if dtype is not None:
                 _check_float_dtype(dtype, "Tensor")
-            return numpy.array(data, dtype=dtype)
+            return call_quietly(numpy.array, data, dtype)
         data = _to_numpy_input(numpy_array)
-        return array_api.array(data, device=device, dtype=dtype)
+        return call_quietly(functools.partial(array_api.array, device=device, dtype=dtype), data)
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
@@ -785,15 +793,24 @@ class Tensor(Value):
     # -- operators ------------------------------------------------------------------------------
 
     def _as_operand(self, other: Any) -> Any:
-        """Tensors pass through, numbers stay scalars, arrays become constant tensors."""
+        """Tensors pass through; Python and numpy scalars and 0-d arrays become Python
+        numbers (a scalar keeps the tensor's dtype); other arrays become constant tensors
+        of the tensor's dtype, except that a float array meeting an integer or bool tensor
+        stays float (its values are not truncated)."""
+        cls = other.__class__
+        if cls is float or cls is int:
+            return other
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (int, float, bool, numpy.generic)):
-            return other
+        if isinstance(other, (int, float, numpy.generic)):
+            return _scalar_operand(other, "operand")
         arr = numpy.asarray(other)
         if arr.ndim == 0:
-            return arr.item()
-        return Tensor(arr, device=self.device, dtype=self.dtype, requires_grad=False)
+            return _scalar_operand(arr, "operand")
+        dtype = self.dtype
+        if arr.dtype.kind == "f" and numpy.dtype(dtype).kind != "f":
+            dtype = arr.dtype
+        return Tensor(arr, device=self.device, dtype=dtype, requires_grad=False)
 
     def __add__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
@@ -818,8 +835,13 @@ class Tensor(Value):
         return needle_ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        base = Tensor(numpy.asarray(other), device=self.device, dtype=self.dtype,
-                      requires_grad=False)
+        base = self._as_operand(other)
+        if not isinstance(base, Tensor):
+            # A scalar base keeps the tensor's dtype (a float base of an integer tensor
+            # gives numpy's float64, as ``int_tensor * 0.5`` does).
+            kind_ok = numpy.dtype(self.dtype).kind == "f" or isinstance(base, int)
+            base = Tensor(numpy.asarray(base), device=self.device,
+                          dtype=self.dtype if kind_ok else numpy.float64, requires_grad=False)
         return needle_ops.EWisePow()(base, self)
 
     def __sub__(self, other: Any) -> Tensor:
@@ -1177,6 +1199,31 @@ def _count_users(output: Value) -> dict:
     return pending
 
 
+# An array's numpy dtype, read in C (NDArray.dtype is a Python property).
+_dtype_of = operator.attrgetter("_np.dtype" if BACKEND == "nd" else "dtype")
+
+
+def _in_dtype_of(grad: Value, inp: Value) -> Value:
+    """``grad`` as a gradient of ``inp``: cast to ``inp``'s dtype when that is a float dtype.
+
+    With both computed this is decided now (no node when the dtypes agree); in graph and
+    lazy mode a ``CastLike`` node decides when it is computed. Tuples are cast element by
+    element, where their elements reach the tensors they were made of; an integer or bool
+    input keeps its gradient's (float) dtype.
+    """
+    gd, xd = grad.cached_data, inp.cached_data
+    if gd is None or xd is None:
+        if isinstance(inp, TensorTuple) or isinstance(grad, TensorTuple):
+            return grad
+        return needle_ops.CastLike()(grad, inp)
+    if gd.__class__ is tuple or xd.__class__ is tuple:
+        return grad
+    target = _dtype_of(xd)
+    if target.kind != "f" or _dtype_of(gd) == target:
+        return grad
+    return needle_ops.CastLike()(grad, inp)
+
+
 def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | None = None) -> dict:
     """Propagate ``out_grad`` from ``output``; return the adjoints of the ``wanted`` nodes.
 
@@ -1185,7 +1232,8 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     return None for an input that needs no gradient. Nodes are processed in a reverse
     topological order found by counting, for each node, the users that still have to
     send it their partial adjoint (Kahn's algorithm): cheaper than a depth-first search
-    and free of recursion.
+    and free of recursion. Every partial adjoint is brought to its input's dtype here,
+    for every op (the dtype rule, ``needle._dtype``).
     """
     checked = _INPLACE_WRITES and _inplace.prepare(output)
     pending = _count_users(output)
@@ -1225,6 +1273,13 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 continue
             g = grads[i] if grads else None
             if g is not None:
+                if g.__class__ is not _TupleSlot:
+                    # The dtype rule: each input's gradient in that input's dtype (see
+                    # _in_dtype_of); the fast path is two C attribute reads.
+                    gd, xd = g.cached_data, inp.cached_data
+                    if gd is None or xd is None or (
+                            gd.__class__ is not tuple and _dtype_of(gd) is not _dtype_of(xd)):
+                        g = _in_dtype_of(g, inp)
                 if inp in partials:
                     partials[inp].append(g)
                 else:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy
 
 from .._array import as_numpy, contiguous, wrap
+from .._dtype import operand_pair, promote_pair
+from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from ._args import reduction_args
@@ -107,23 +109,6 @@ __all__ = [
 ]
 
 
-def _scalar(value: Any, op: str) -> Any:
-    """Normalise a scalar operand to a Python number, so float32 data stays float32."""
-    if isinstance(value, bool):
-        return int(value)
-    # numpy.float64 is a subclass of float: kept as it is, it would promote float32 data
-    # to float64 (numpy's promotion rules treat only Python scalars as weak).
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, int):
-        return int(value)
-    arr = numpy.asarray(value)
-    if arr.size == 1 and arr.dtype.kind in "biuf":
-        return arr.item()
-    raise DTypeError(f"{op}: expected a real scalar, got {type(value).__name__} "
-                     f"of shape {arr.shape} and dtype {arr.dtype}")
-
-
 def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
     if axes is None:
@@ -151,10 +136,13 @@ def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
 
 
 def _realized_same(a: Value, b: Value) -> bool:
-    """True when both are computed and already have the same shape and dtype (eager fast path)."""
+    """True when both are computed and already have the same shape (eager fast path).
+
+    The dtype does not matter: the engine casts every gradient to its input's dtype.
+    """
     x, y = a.cached_data, b.cached_data
     return (x is not None and y is not None and not isinstance(x, tuple)
-            and x.shape == y.shape and x.dtype == y.dtype)
+            and x.shape == y.shape)
 
 
 def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
@@ -176,7 +164,7 @@ class SumLike(TensorOp):
     """Sum ``x`` over ``axes`` (dropping them), or, with ``axes=None``, un-broadcast it to
     ``ref``'s shape. ``mean=True`` divides by the number of summed elements.
 
-    Only ``ref``'s shape (and dtype) is used, so it gets no gradient.
+    Only ``ref``'s shape is used, so it gets no gradient; the result keeps ``x``'s dtype.
     """
 
     def __init__(self, axes: Any = None, mean: bool = False):
@@ -198,8 +186,7 @@ class SumLike(TensorOp):
         out = xv.sum(axis=axes) if axes else xv
         if self.mean and xv.size:
             out = out * (out.size / xv.size)
-        out = numpy.asarray(out, dtype=ref.dtype).reshape(ref.shape)
-        return wrap(out, x)
+        return wrap(numpy.asarray(out).reshape(ref.shape), x)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x = node.inputs[0]
@@ -285,7 +272,10 @@ def ones_like(a: Tensor) -> Tensor:
 class EWiseAdd(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) + as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av + bv, a)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
 
@@ -317,7 +307,10 @@ def add_scalar(a: Tensor, scalar: Any) -> Tensor:
 class EWiseMul(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) * as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av * bv, a)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
 
@@ -352,7 +345,10 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.power(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.power(av, bv), a)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -397,7 +393,10 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) / as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av / bv, a)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
 
@@ -593,7 +592,10 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.maximum(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.maximum(av, bv), a)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -612,7 +614,10 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.minimum(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.minimum(av, bv), a)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -640,9 +645,17 @@ class _Compare(TensorOp):
         self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
 
     def compute(self, a: Any, b: Any = None) -> Any:
-        av = as_numpy(a)
-        bv = self.scalar if b is None else as_numpy(b)
-        dtype = av.dtype if av.dtype.kind == "f" else numpy.dtype("float32")
+        if b is None:
+            av, bv = as_numpy(a), self.scalar
+            dtype = av.dtype
+        else:
+            av, bv = as_numpy(a), as_numpy(b)
+            dtype = av.dtype
+            if dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+                dtype = numpy.promote_types(av.dtype, bv.dtype)
+        if dtype.kind != "f":
+            dtype = numpy.dtype("float32")
         try:
             out = type(self).fn(av, bv)
         except ValueError:
@@ -918,6 +931,10 @@ class Mean(TensorOp):
         axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
         if av.dtype.kind != "f":
             av = av.astype(numpy.float32)
+        if av.size == 0:
+            # numpy.mean warns on an empty slice; 0 / 0 is NaN quietly, as in PyTorch.
+            count = int(numpy.prod([av.shape[i] for i in axes]))
+            return wrap(av.sum(axis=axes, keepdims=self.keepdims) / count, a)
         return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
@@ -995,7 +1012,7 @@ class MatMul(TensorOp):
     (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul", vectors=True), a)
+        return wrap(matmul_arrays(*operand_pair(a, b), "matmul", vectors=True), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs

@@ -9,6 +9,7 @@ are made here. The sampler and the argument checks need no MPI and run in this p
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
@@ -428,7 +429,7 @@ def test_data_loader_without_sampler_draws_as_before():
 def no_mpi(monkeypatch):
     """A process group of one through the stand-in for a missing mpi4py."""
     monkeypatch.setattr(dist, "_load_mpi", lambda: None)
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "NEEDLE_DIST_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     yield
     if dist.is_initialized():
@@ -460,6 +461,38 @@ def test_process_group_lifecycle_errors(no_mpi):
     with pytest.raises(ndl.ShapeError, match=r"tensor_list\[0\] has shape \(2,\)"):
         dist.all_gather([ndl.Tensor([1.0, 2.0])], ndl.Tensor([1.0]))
     dist.destroy_process_group()
+    assert not dist.is_initialized()
+
+
+def test_the_timeout_comes_from_the_argument_or_the_environment(no_mpi, monkeypatch):
+    def timeout_after_init(**kwargs):
+        dist.init_process_group(**kwargs)
+        try:
+            return dist._WORLD.timeout
+        finally:
+            dist.destroy_process_group()
+
+    assert timeout_after_init() == 300.0
+    assert timeout_after_init(timeout=2.5) == 2.5
+    assert timeout_after_init(timeout=datetime.timedelta(minutes=2)) == 120.0
+    assert timeout_after_init(timeout=float("inf")) == float("inf")
+    monkeypatch.setenv("NEEDLE_DIST_TIMEOUT", "7")
+    assert timeout_after_init() == 7.0
+    assert timeout_after_init(timeout=3) == 3.0  # the argument wins
+    for bad, message in [("soon", "NEEDLE_DIST_TIMEOUT='soon' must be a positive number"),
+                         ("-1", "NEEDLE_DIST_TIMEOUT='-1' must be a positive number"),
+                         ("nan", "NEEDLE_DIST_TIMEOUT='nan' must be a positive number")]:
+        monkeypatch.setenv("NEEDLE_DIST_TIMEOUT", bad)
+        with pytest.raises(dist.DistributedError, match=message):
+            dist.init_process_group()
+    monkeypatch.delenv("NEEDLE_DIST_TIMEOUT")
+    for bad, message in [(0, "timeout=0 must be a positive number of seconds"),
+                         (datetime.timedelta(0), r"timeout=datetime.timedelta\(0\) must be"),
+                         ("10", "timeout must be a datetime.timedelta or a number of seconds, "
+                                "got str"),
+                         (True, "got bool")]:
+        with pytest.raises(dist.DistributedError, match=message):
+            dist.init_process_group(timeout=bad)
     assert not dist.is_initialized()
 
 

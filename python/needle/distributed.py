@@ -163,7 +163,7 @@ class _World:
         self.previous_excepthook: Any = None
         self.excepthook: Any = None
         self.seq = 0  # collectives started on comm, in the same order on every rank
-        self.waiting: tuple | None = None  # (seq, where, since) while inside MPI
+        self.waiting: tuple | None = None  # (seq, where, since, thread) while inside MPI
         self.broken: str | None = None  # why the group can no longer be used
         self.ctl: Any = None  # a duplicate of comm, for "I leave" messages
         self.left: dict[int, tuple[int, int]] = {}  # rank -> (collectives made, how)
@@ -203,7 +203,8 @@ class _World:
             with self.notice_lock:
                 self.poll_notices()
         if self.left:
-            problem = self.left_problem(where)
+            with self.notice_lock:
+                problem = self.left_problem(where)
             if problem is not None:
                 self.broken = problem
                 raise DistributedError(problem)
@@ -222,12 +223,12 @@ class _World:
         """Make one (blocking) collective MPI call, watched by the watchdog.
 
         The call itself blocks: MPICH's own wait moves a large collective forward faster
-        than a Python loop of MPI_Test calls (which took 1.5x as long at 1-16 MB, measured)
+        than a Python loop of MPI_Test calls (which took 1.3-1.7x as long at 1-16 MB)
         or MPI_Waitany, so the timeout and the ranks that leave are watched by another
         thread.
         """
         self.start(where)
-        self.waiting = (self.seq, where, time.monotonic())
+        self.waiting = (self.seq, where, time.monotonic(), threading.get_ident())
         try:
             return mpi_call(*args, **kwargs)
         finally:
@@ -241,7 +242,7 @@ class _World:
             for request in requests:
                 request.Wait()
             return
-        self.waiting = (self.seq, where, time.monotonic())
+        self.waiting = (self.seq, where, time.monotonic(), threading.get_ident())
         try:
             self.mpi.Request.Waitall(requests)
         finally:
@@ -334,7 +335,6 @@ class _Watchdog(threading.Thread):
         super().__init__(name="needle.distributed watchdog", daemon=True)
         self.world = world
         self.period = max(0.01, min(_WATCH_PERIOD, world.timeout / 10))
-        self.main = threading.main_thread().ident
         self.stopping = threading.Event()
         self.idle = threading.Lock()  # held while checking, so stop() waits for a check
 
@@ -352,22 +352,23 @@ class _Watchdog(threading.Thread):
 
     def check(self) -> None:
         world = self.world
-        if world.threaded:  # else only the main thread may call MPI
-            with world.notice_lock:
+        with world.notice_lock:
+            if world.threaded:  # else only the main thread may call MPI
                 world.poll_notices()
-        waiting = world.waiting
-        if waiting is None:
-            return
-        seq, where, since = waiting
-        problem = world.left_problem(where) if world.left and seq == world.seq else None
+            waiting = world.waiting
+            if waiting is None:
+                return
+            seq, where, since, thread = waiting
+            problem = world.left_problem(where) if world.left and seq == world.seq else None
         if problem is None and time.monotonic() - since > world.timeout:
             problem = world.timeout_message(where)
         if problem is None or world.waiting is not waiting:
             return
         world.broken = problem
-        frame = sys._current_frames().get(self.main)
+        frame = sys._current_frames().get(thread)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
-        print(f"Stack of rank {world.rank}'s main thread, waiting in {where}:\n{stack}"
+        which = "main thread" if thread == threading.main_thread().ident else "thread"
+        print(f"Stack of rank {world.rank}'s {which}, waiting in {where}:\n{stack}"
               f"needle.distributed.DistributedError: {problem}", file=sys.stderr)
         if world.threaded:
             _abort(world, "cannot complete a collective")
@@ -449,7 +450,10 @@ def _start_mpi(timeout: float) -> Any:
     # MPI_Init waits for every rank and holds the GIL meanwhile, so no Python thread or
     # signal handler can stop it; faulthandler's watchdog is a C thread. It prints
     # "Timeout", then this stack (whose frames say what was waited for), then exits(1).
-    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:  # (this replaces a dump_traceback_later of the program's own, if any)
+        faulthandler.dump_traceback_later(timeout, exit=True)
+    except OverflowError:  # more seconds than it can count: no limit then
+        return _load_mpi()
     try:
         return _mpi_init_waits_for_every_rank_to_call_init_process_group()
     finally:

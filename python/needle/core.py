@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy
 
-from ._fp import QUIET
+from ._fp import call_quietly, quiet_compute, run_quietly
 from .backend_selection import default_device, from_boundary, to_boundary
 from .errors import DeviceError, GraphError, ShapeError
 from .grad_mode import GRAD_MODE
@@ -36,6 +36,9 @@ __all__ = [
 
 # When True, ops build nodes and compute only on ``realize_cached_data()``.
 LAZY_MODE = False
+# In-place writes so far (needle.inplace): the clock that new Values remember in ``_epoch``
+# (:func:`stamp`); while it is 0 the engine makes no in-place check at all.
+INPLACE_WRITES = 0
 
 
 def live_values() -> int:
@@ -71,6 +74,11 @@ class _EngineOps:
 
     tuple_adjoint: Callable[[Any, list], Any] | None = None
     in_dtype_of: Callable[[Any, Any], Any] | None = None
+    # needle.inplace, once an in-place op has run (INPLACE_WRITES > 0): redirect users of
+    # rebased tensors, and check a gradient's saved values before it is built.
+    inplace_resolve: Callable[[list], None] | None = None
+    inplace_prepare: Callable[[Any], bool] | None = None
+    inplace_gradient: Callable[[Any, Any, Callable], tuple] | None = None
 
 
 ENGINE_OPS = _EngineOps()
@@ -140,7 +148,7 @@ def compute(op: Op, arrays: Any, device: Any) -> Any:
     xp = device.xp
     if op.xp is not xp:
         op.xp = xp
-    data = QUIET.run(op.compute, *arrays)
+    data = call_quietly(op.compute, *arrays)
     if data.__class__ is not _ndarray:
         data = as_array(data, xp)
     return data
@@ -192,8 +200,9 @@ class Value:
     ``_data`` is the raw array (None until computed), ``_device`` its device.
     """
 
-    __slots__ = ("op", "inputs", "_data", "_device", "requires_grad", "__weakref__",
-                 "__dict__")
+    # _epoch and _view: in-place bookkeeping (needle.inplace), set only when needed.
+    __slots__ = ("op", "inputs", "_data", "_device", "requires_grad", "_epoch", "_view",
+                 "__weakref__", "__dict__")
     num_outputs = 1
     # Class defaults: an op result sets none of these. Gradient hooks ({handle id: fn}) and
     # retain_grad are stored per tensor only when asked for; ``grad`` likewise.
@@ -223,9 +232,18 @@ class Value:
         data = self._data
         if data is None:
             return None
+        # The view is kept while the data stays the same, so that it is one object (the
+        # course compares ``realize_cached_data()`` results by identity).
+        cache = self.__dict__.get("_boundary")
+        if cache is not None and cache[0] is data:
+            return cache[1]
         if data.__class__ is tuple:
-            return tuple(to_boundary(d, self._device) for d in data)
-        return to_boundary(data, self._device)
+            view: Any = tuple(to_boundary(d, self._device) for d in data)
+        else:
+            view = to_boundary(data, self._device)
+        if view is not data:
+            self.__dict__["_boundary"] = (data, view)
+        return view
 
     @cached_data.setter
     def cached_data(self, value: Any) -> None:
@@ -265,6 +283,7 @@ class Value:
         num_outputs: int = 1,
         cached_data: Any = None,
         requires_grad: bool | None = None,
+        device: Any = None,
     ) -> None:
         inputs = tuple(inputs)
         if requires_grad is None:
@@ -275,7 +294,11 @@ class Value:
         self._device = PENDING
         if cached_data is not None:
             self._set_data(cached_data)
+            if device is not None:
+                self._device = device
         self.requires_grad = requires_grad
+        if INPLACE_WRITES:
+            self._epoch = INPLACE_WRITES
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
@@ -298,7 +321,15 @@ def leaf(cls: type, data: Any, device: Any, requires_grad: bool = False) -> Valu
     value._data = data
     value._device = device
     value.requires_grad = requires_grad
+    if INPLACE_WRITES:
+        value._epoch = INPLACE_WRITES
     return value
+
+
+def stamp(op: Op, inputs: tuple, value: Value) -> None:
+    """The observer needle.inplace registers once it has written: new Values remember the
+    write clock (``_epoch``), so that backward can tell what changed after them."""
+    value._epoch = INPLACE_WRITES
 
 
 def make_value(cls: type, op: Op, inputs: tuple) -> Value:
@@ -334,7 +365,10 @@ def make_value(cls: type, op: Op, inputs: tuple) -> Value:
     xp = device.xp
     if op.xp is not xp:
         op.xp = xp
-    data = QUIET.run(op.compute, *arrays)
+    try:
+        data = run_quietly(op.compute, *arrays)
+    except RuntimeError as e:
+        data = quiet_compute(e, op.compute, *arrays)
     if data.__class__ is not _ndarray:
         data = as_array(data, xp)
     value = object.__new__(cls)
@@ -362,6 +396,8 @@ def _make_pending(cls: type, op: Op, inputs: tuple, requires_grad: bool) -> Valu
     value._data = None
     value._device = PENDING
     value.requires_grad = requires_grad and GRAD_MODE.enabled
+    if INPLACE_WRITES:
+        value._epoch = INPLACE_WRITES
     return value
 
 
@@ -416,6 +452,9 @@ def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
     The order is that of a post-order depth-first search that visits inputs left to
     right, done with an explicit stack so that deep graphs do not recurse.
     """
+    if INPLACE_WRITES:
+        node_list = list(node_list)
+        ENGINE_OPS.inplace_resolve(node_list)
     return walk(node_list)
 
 
@@ -492,6 +531,7 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     An op may return None for an input that needs no gradient. Every partial adjoint is
     brought to its input's dtype here, for every op (the dtype rule, ``needle._dtype``).
     """
+    checked = INPLACE_WRITES and ENGINE_OPS.inplace_prepare(output)
     order = walk((output,), _requires_grad)
     partials: dict = {output: [out_grad]}
     result: dict = {}
@@ -515,6 +555,9 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
             # An element of a tuple: pass the gradient on as (index, grad) and build
             # the tuple's adjoint once, instead of one mostly-zero tuple per element.
             grads: Any = (TupleSlot(op.tuple_index, grad),)
+        elif checked:
+            grads = ENGINE_OPS.inplace_gradient(
+                node, grad, _wrapped_gradient if GRADIENT_WRAPPERS else _op_gradient)
         elif GRADIENT_WRAPPERS:
             grads = _wrapped_gradient(node, grad)
         else:
@@ -535,6 +578,10 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 partials[inp].append(g)
             else:
                 partials[inp] = [g]
+    if INPLACE_WRITES and partials:
+        # A partial for a node already processed: only a cycle does that.
+        raise GraphError("backward: the graph has a cycle (in-place bookkeeping went wrong); "
+                         "please report this with the code that built the graph")
     return result
 
 
@@ -565,6 +612,24 @@ def _apply_grad_hooks(node: Value, grad: Value) -> Value:
     if node._retains_grad:
         node.grad = grad
     return grad
+
+
+def _twin(node: Value, data: Any) -> Value:
+    """A node computed like ``node`` (same op and inputs, so the same gradient graph)
+    holding ``data``, an equal copy of its value."""
+    twin = object.__new__(type(node))
+    twin.op = node.op
+    twin.inputs = node.inputs
+    twin.requires_grad = node.requires_grad
+    twin._data = data
+    twin._device = node._device
+    return twin
+
+
+def _region_key(data: Any) -> tuple:
+    """(address, shape, strides) of an array: equal for two names of one array."""
+    iface = getattr(data, "__array_interface__", None) or data.__cuda_array_interface__
+    return (iface["data"][0], data.shape, data.strides)
 
 
 def _own_memory(grad: Value) -> None:
@@ -609,8 +674,18 @@ def compute_gradient_of_variables(output_tensor: Value, out_grad: Value) -> None
     _CALLBACKS.stack.append(callbacks)
     try:
         grads = reverse_pass(output_tensor, out_grad)
+        regions: set = set()
         for node, grad in grads.items():
             _own_memory(grad)
+            data = grad._data
+            if data is not None and data.__class__ is not tuple:
+                region = _region_key(data)
+                if region in regions:
+                    # Two leaves got the same gradient array (e.g. from a + b): copy it, so
+                    # that an in-place op on one .grad does not change the other. Disjoint
+                    # views of one buffer (DDP's buckets) are left alone.
+                    grad = _twin(grad, grad._device.xp.array(data))
+                regions.add(region)
             node.grad = grad
     finally:
         _CALLBACKS.stack.pop()

@@ -101,6 +101,8 @@ _FORMATS: dict[type, Callable[[Value, list], str]] = {
     # Un-broadcasting only undoes numpy broadcasting; showing it would bury the math.
     ops.SumLike: lambda node, n: n[0] if node.op.axes is None else f"sum({n[0]}{_axes(node.op)})",
     ops.BroadcastLike: lambda node, n: f"expand_as({n[0]}, {n[1]})",
+    # The engine's gradient cast (a no-op unless the feeds mix dtypes) is not math either.
+    ops.CastLike: lambda node, n: n[0],
     ops.ZerosLike: lambda node, n: f"zeros_like({n[0]})",
     ops.OnesLike: lambda node, n: f"ones_like({n[0]})",
     ops.BroadcastTo: lambda node, n: f"broadcast({n[0]}, {node.op.shape})",

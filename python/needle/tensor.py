@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy
 
+from . import core
+from ._fp import call_quietly
 from .backend_ndarray import NDArray as _NDArray
 from .backend_selection import NUMERIC_KINDS as _NUMERIC_KINDS
 from .backend_selection import Device, default_device, tensor_dtype
@@ -186,6 +188,8 @@ class Tensor(Value):
         self._data = data
         self._device = device
         self.requires_grad = requires_grad
+        if core.INPLACE_WRITES:
+            self._epoch = core.INPLACE_WRITES
 
     @staticmethod
     def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
@@ -194,7 +198,8 @@ class Tensor(Value):
         if isinstance(numpy_array, _NDArray):
             numpy_array = numpy_array.numpy()
         data = _to_numpy_input(numpy_array)
-        return device.asarray(data, tensor_dtype(dtype, data.dtype))
+        # Casting (float64 1e300 to float32) overflows to Inf quietly, as in the ops.
+        return call_quietly(device.asarray, data, tensor_dtype(dtype, data.dtype))
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy
 
+from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
 from .ops_logarithmic import Softmax, _stable_max
@@ -22,7 +23,7 @@ __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softm
 
 def _product(xp: Any, a: Any, b: Any, op: str) -> Any:
     """``a @ b`` as a fresh array, with needle's matmul error messages."""
-    out = matmul_arrays(xp, a, b, op)
+    out = matmul_arrays(xp, *operand_pair(xp, a, b), op)
     if out.dtype.kind != "f":
         out = xp.asarray(out, dtype=numpy.float32)
     return out

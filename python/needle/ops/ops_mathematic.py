@@ -12,10 +12,13 @@ at compute time.
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import numpy
 
+from .._dtype import operand_pair, promote_pair
+from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from ._args import reduction_args
@@ -107,23 +110,6 @@ __all__ = [
 ]
 
 
-def _scalar(value: Any, op: str) -> Any:
-    """Normalise a scalar operand to a Python number, so float32 data stays float32."""
-    if isinstance(value, bool):
-        return int(value)
-    # numpy.float64 is a subclass of float: kept as it is, it would promote float32 data
-    # to float64 (numpy's promotion rules treat only Python scalars as weak).
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, int):
-        return int(value)
-    arr = numpy.asarray(value)
-    if arr.size == 1 and arr.dtype.kind in "biuf":
-        return arr.item()
-    raise DTypeError(f"{op}: expected a real scalar, got {type(value).__name__} "
-                     f"of shape {arr.shape} and dtype {arr.dtype}")
-
-
 def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
     if axes is None:
@@ -161,10 +147,13 @@ def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
 
 
 def _realized_same(a: Value, b: Value) -> bool:
-    """True when both are computed and already have the same shape and dtype (eager fast path)."""
+    """True when both are computed and already have the same shape (eager fast path).
+
+    The dtype does not matter: the engine casts every gradient to its input's dtype.
+    """
     x, y = a._data, b._data
     return (x is not None and y is not None and x.__class__ is not tuple
-            and x.shape == y.shape and x.dtype == y.dtype)
+            and x.shape == y.shape)
 
 
 def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
@@ -186,7 +175,7 @@ class SumLike(TensorOp):
     """Sum ``x`` over ``axes`` (dropping them), or, with ``axes=None``, un-broadcast it to
     ``ref``'s shape. ``mean=True`` divides by the number of summed elements.
 
-    Only ``ref``'s shape (and dtype) is used, so it gets no gradient.
+    Only ``ref``'s shape is used, so it gets no gradient; the result keeps ``x``'s dtype.
     """
 
     def __init__(self, axes: Any = None, mean: bool = False):
@@ -208,8 +197,6 @@ class SumLike(TensorOp):
         out = xp.sum(_row_major(xp, x), axis=axes) if axes else x
         if self.mean and x.size:
             out = xp.multiply(out, out.size / x.size)
-        if out.dtype != ref.dtype:
-            out = xp.asarray(out, dtype=ref.dtype)
         return xp.reshape(out, ref.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
@@ -296,6 +283,8 @@ def ones_like(a: Tensor) -> Tensor:
 class EWiseAdd(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.add(a, b)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
@@ -328,6 +317,8 @@ def add_scalar(a: Tensor, scalar: Any) -> Tensor:
 class EWiseMul(TensorOp):
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.multiply(a, b)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
@@ -363,6 +354,8 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.power(a, b)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
@@ -408,6 +401,8 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.divide(a, b)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
@@ -603,6 +598,8 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.maximum(a, b)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
@@ -622,6 +619,8 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
             return self.xp.minimum(a, b)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
@@ -651,7 +650,12 @@ class _Compare(TensorOp):
 
     def compute(self, a: Any, b: Any = None) -> Any:
         xp = self.xp
-        dtype = a.dtype if a.dtype.kind == "f" else numpy.dtype("float32")
+        dtype = a.dtype
+        if b is not None and dtype is not b.dtype:
+            a, b = promote_pair(xp, a, b)
+            dtype = numpy.promote_types(a.dtype, b.dtype)
+        if dtype.kind != "f":
+            dtype = numpy.dtype("float32")
         try:
             out = getattr(xp, self.fn)(a, self.scalar if b is None else b)
         except ValueError:
@@ -721,7 +725,24 @@ def not_equal(a: Tensor, b: Any) -> Tensor:
 # Shape ops
 
 
-class Transpose(TensorOp):
+class _ViewOp(TensorOp):
+    """An op whose result may be a numpy view of its input's memory. A result that records
+    no graph, of a leaf, remembers what it views (``Value._view``), so that an in-place op
+    through it can rebase the leaf too (see ``needle.inplace``); a recorded result knows it
+    from its op. A view of a non-leaf made under no_grad keeps no link (it would keep the
+    base's graph alive): after a recorded write through such a view, a graph that uses the
+    base raises GraphError (PyTorch refuses the write itself)."""
+
+    def __call__(self, a: Tensor) -> Tensor:
+        out = Tensor.make_from_op(self, (a,))
+        if out.op is None and a.op is None:
+            data = out._data
+            if data is not None and data.base is not None:
+                out._view = (a, self)
+        return out
+
+
+class Transpose(_ViewOp):
     """Swap two axes (the last two when ``axes`` is None), like ``numpy.swapaxes``."""
 
     def __init__(self, axes: tuple | None = None):
@@ -749,7 +770,7 @@ def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
     return Transpose(axes)(a)
 
 
-class Permute(TensorOp):
+class Permute(_ViewOp):
     """Reorder all axes: output axis i is input axis ``axes[i]``; None reverses them."""
 
     def __init__(self, axes: tuple | None):
@@ -777,7 +798,7 @@ def permute(a: Tensor, axes: tuple) -> Tensor:
     return Permute(axes)(a)
 
 
-class Reshape(TensorOp):
+class Reshape(_ViewOp):
     def __init__(self, shape: tuple):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
@@ -816,7 +837,7 @@ def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
     return BroadcastTo(shape)(a)
 
 
-class GetItem(TensorOp):
+class GetItem(_ViewOp):
     """Basic and integer-array indexing (numpy rules); the gradient scatters back."""
 
     def __init__(self, index: Any):
@@ -836,7 +857,8 @@ class GetItem(TensorOp):
 
 def _normalize_index(index: Any) -> Any:
     if isinstance(index, Tensor):
-        return index.numpy().astype(numpy.int64)
+        arr = index.numpy()
+        return arr if arr.dtype == numpy.bool_ else arr.astype(numpy.int64)
     if isinstance(index, list):
         return numpy.asarray(index)
     if isinstance(index, tuple):
@@ -905,6 +927,10 @@ class Mean(TensorOp):
         axes = _normalize_axes(self.axes, a.ndim, "mean", a.shape)
         if a.dtype.kind != "f":
             a = xp.asarray(a, dtype=numpy.float32)
+        if a.size == 0:
+            # numpy.mean warns on an empty slice; 0 / 0 is NaN quietly, as in PyTorch.
+            count = math.prod([a.shape[i] for i in axes])
+            return xp.divide(xp.sum(a, axis=axes, keepdims=self.keepdims), count)
         return xp.mean(_row_major(xp, a), axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
@@ -980,7 +1006,7 @@ class MatMul(TensorOp):
     (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return matmul_arrays(self.xp, a, b, "matmul", vectors=True)
+        return matmul_arrays(self.xp, *operand_pair(self.xp, a, b), "matmul", vectors=True)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy
 
+from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .ops_mathematic import _normalize_axes, get_item
@@ -206,7 +207,8 @@ class Conv(_ConvOp):
     """
 
     def compute(self, A: Any, B: Any) -> Any:
-        xp, x, w = self.xp, A, B
+        xp = self.xp
+        x, w = operand_pair(xp, A, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv", x.shape, w.shape, s, p)
         kh, kw, _, c_out = w.shape
@@ -252,7 +254,8 @@ class ConvGradInput(_ConvOp):
     """
 
     def compute(self, G: Any, B: Any, ref: Any) -> Any:
-        xp, g, w = self.xp, G, B
+        xp = self.xp
+        g, w = operand_pair(xp, G, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_input", tuple(ref.shape), w.shape, s, p)
         kh, kw, _, c_out = w.shape
@@ -277,7 +280,8 @@ class ConvGradWeight(_ConvOp):
     """
 
     def compute(self, A: Any, G: Any, ref: Any) -> Any:
-        xp, x, g = self.xp, A, G
+        xp = self.xp
+        x, g = operand_pair(xp, A, G)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_weight", x.shape, tuple(ref.shape), s, p)
         kh, kw, c_in, c_out = ref.shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._dtype import operands
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..core import TupleSlot, sum_node_list
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
@@ -147,7 +148,7 @@ class Stack(TensorOp):
         if not -ndim <= self.axis < ndim:
             raise ShapeError(f"stack: axis {self.axis} is out of range for stacking tensors "
                              f"of shape {shapes[0]} (valid: {-ndim} to {ndim - 1})")
-        return self.xp.stack(args, axis=self.axis)
+        return self.xp.stack(operands(self.xp, args), axis=self.axis)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
         return split(out_grad, self.axis)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy
 
 from .. import ops
+from .._dtype import scalar as _scalar_operand
 from ..errors import ShapeError
 from ..tensor import Tensor, TensorTuple
 
@@ -22,15 +23,24 @@ class TensorMethods:
     # -- operators ------------------------------------------------------------------------------
 
     def _as_operand(self, other: Any) -> Any:
-        """Tensors pass through, numbers stay scalars, arrays become constant tensors."""
+        """Tensors pass through; Python and numpy scalars and 0-d arrays become Python
+        numbers (a scalar keeps the tensor's dtype); other arrays become constant tensors
+        of the tensor's dtype, except that a float array meeting an integer or bool tensor
+        stays float (its values are not truncated)."""
+        cls = other.__class__
+        if cls is float or cls is int:
+            return other
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (int, float, bool, numpy.generic)):
-            return other
+        if isinstance(other, (int, float, numpy.generic)):
+            return _scalar_operand(other, "operand")
         arr = numpy.asarray(other)
         if arr.ndim == 0:
-            return arr.item()
-        return Tensor(arr, device=self.device, dtype=self.dtype, requires_grad=False)
+            return _scalar_operand(arr, "operand")
+        dtype = self.dtype
+        if arr.dtype.kind == "f" and numpy.dtype(dtype).kind != "f":
+            dtype = arr.dtype
+        return Tensor(arr, device=self.device, dtype=dtype, requires_grad=False)
 
     def __add__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
@@ -55,8 +65,13 @@ class TensorMethods:
         return ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        base = Tensor(numpy.asarray(other), device=self.device, dtype=self.dtype,
-                      requires_grad=False)
+        base = self._as_operand(other)
+        if not isinstance(base, Tensor):
+            # A scalar base keeps the tensor's dtype (a float base of an integer tensor
+            # gives numpy's float64, as ``int_tensor * 0.5`` does).
+            kind_ok = numpy.dtype(self.dtype).kind == "f" or isinstance(base, int)
+            base = Tensor(numpy.asarray(base), device=self.device,
+                          dtype=self.dtype if kind_ok else numpy.float64, requires_grad=False)
         return ops.EWisePow()(base, self)
 
     def __sub__(self, other: Any) -> Tensor:
@@ -241,9 +256,11 @@ class TensorTupleMethods:
         return ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
 
 
-def attach() -> None:
-    """Put the methods of TensorMethods on Tensor and of TensorTupleMethods on TensorTuple."""
-    for source, target in ((TensorMethods, Tensor), (TensorTupleMethods, TensorTuple)):
+def attach(*extra: tuple) -> None:
+    """Put the methods of TensorMethods on Tensor and of TensorTupleMethods on TensorTuple
+    (and those of every further ``(source, target)`` pair: needle.inplace's)."""
+    pairs = ((TensorMethods, Tensor), (TensorTupleMethods, TensorTuple), *extra)
+    for source, target in pairs:
         for name, value in vars(source).items():
             if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
                 continue

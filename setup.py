@@ -1,4 +1,4 @@
-"""Install needle: ``pip install -e .`` (extras: test, apps, bench, oracle)."""
+"""Install needle: ``pip install -e .`` (extras: test, apps, bench, oracle, viz, docs)."""
 
 from setuptools import find_packages, setup
 
@@ -11,11 +11,14 @@ setup(
     python_requires=">=3.11",
     install_requires=["numpy>=1.24"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn"],
+        # graphviz renders needle.viz pictures; pydot parses DOT text back in the tests.
+        "test": ["pytest>=7", "hypothesis>=6", "scikit-learn", "graphviz", "pydot"],
         "apps": ["tqdm", "matplotlib", "scikit-learn"],
         "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil",
                   "scikit-learn"],
         "oracle": ["torch==2.13.0"],
+        "viz": ["graphviz"],
+        "docs": ["pdoc>=14"],
         "dev": ["ruff"],
     },
 )

@@ -964,12 +964,35 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     return result
 
 
+class _BackwardRecord(threading.local):
+    # A callable(output, adjoints) set by ``needle.viz.record_backward()``; None: off.
+    sink = None
+
+
+_BACKWARD_RECORD = _BackwardRecord()
+
+
+class _EveryNode:
+    """A ``wanted`` collection for :func:`reverse_pass` that holds every node."""
+
+    def __contains__(self, node: object) -> bool:
+        return True
+
+
 def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
     """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
+    Inside ``needle.viz.record_backward()`` the adjoint of every node is also handed
+    to the recorder (one thread-local lookup per call when off, nothing per node).
     """
-    grads = reverse_pass(output_tensor, out_grad)
+    sink = _BACKWARD_RECORD.sink
+    if sink is None:
+        grads = reverse_pass(output_tensor, out_grad)
+    else:
+        adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
+        sink(output_tensor, adjoints)
+        grads = {node: grad for node, grad in adjoints.items() if node.op is None}
     for node, grad in grads.items():
         node.grad = grad
 

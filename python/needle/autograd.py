@@ -246,6 +246,7 @@ class Op:
 
     @property
     def name(self) -> str:
+        """The op's class name, e.g. ``EWiseAdd`` (shown in errors and pictures)."""
         return type(self).__name__
 
     def __repr__(self) -> str:
@@ -311,6 +312,7 @@ class Value:
         return self.cached_data
 
     def is_leaf(self) -> bool:
+        """Whether this node was created directly (no op), not computed from inputs."""
         return self.op is None
 
     def __del__(self) -> None:
@@ -339,6 +341,7 @@ class Value:
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
+        """A leaf holding ``data`` (a backend array), with no op and no inputs."""
         value = cls.__new__(cls)
         value._init(None, (), cached_data=data, requires_grad=requires_grad)
         return value
@@ -402,6 +405,7 @@ class TensorTuple(Value):
         return tuple_get_item(self, index)
 
     def tuple(self) -> tuple:
+        """The elements as a Python tuple of Tensors (each a ``TupleGetItem`` node)."""
         return tuple(self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
@@ -508,6 +512,7 @@ class Tensor(Value):
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
+        """A leaf Tensor holding ``data`` (a backend array or a Tensor's data)."""
         tensor = Tensor.__new__(Tensor)
         if isinstance(data, Tensor):
             data = data.realize_cached_data()
@@ -550,14 +555,17 @@ class Tensor(Value):
 
     @property
     def shape(self) -> tuple:
+        """The shape as a tuple of ints (computes a lazy tensor)."""
         return tuple(self.realize_cached_data().shape)
 
     @property
     def dtype(self) -> Any:
+        """The data's dtype, e.g. ``float32``."""
         return self.realize_cached_data().dtype
 
     @property
     def device(self) -> Any:
+        """The device the data lives on, e.g. ``cpu()``."""
         data = self.realize_cached_data()
         if array_api is numpy:
             return cpu()
@@ -565,10 +573,12 @@ class Tensor(Value):
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return int(numpy.prod(self.shape))
 
     def __len__(self) -> int:
@@ -734,6 +744,7 @@ class Tensor(Value):
         return needle_ops.MatMul()(self._as_operand(other), self)
 
     def matmul(self, other: Tensor) -> Tensor:
+        """Matrix product ``self @ other``."""
         return needle_ops.MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
@@ -763,46 +774,59 @@ class Tensor(Value):
     # -- methods --------------------------------------------------------------------------------
 
     def sum(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axes`` (None: all); see :func:`needle.ops.summation`."""
         return needle_ops.summation(self, axes, keepdims=keepdims)
 
     def mean(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axes`` (None: all); see :func:`needle.ops.mean`."""
         return needle_ops.mean(self, axes, keepdims=keepdims)
 
     def max(self, axes: Any = None, keepdims: bool = False) -> Tensor:
+        """Maximum over ``axes`` (None: all); see :func:`needle.ops.max`."""
         return needle_ops.max(self, axes, keepdims=keepdims)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
+        """Broadcast to ``shape`` (numpy rules)."""
         return needle_ops.BroadcastTo(shape)(self)
 
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape: ``x.reshape((2, 3))`` or ``x.reshape(2, 3)``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return needle_ops.Reshape(shape)(self)
 
     def transpose(self, axes: tuple | None = None) -> Tensor:
+        """Swap two axes (the last two when ``axes`` is None)."""
         return needle_ops.Transpose(axes)(self)
 
     def permute(self, *axes: Any) -> Tensor:
+        """Reorder the axes: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return needle_ops.permute(self, axes)
 
     def exp(self) -> Tensor:
+        """Element-wise ``exp``."""
         return needle_ops.exp(self)
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm."""
         return needle_ops.log(self)
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``."""
         return needle_ops.relu(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent."""
         return needle_ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise logistic function."""
         return needle_ops.sigmoid(self)
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root."""
         return needle_ops.sqrt(self)
 
 

@@ -590,13 +590,13 @@ def _to_dot(tensors: list[Value], backward: Any, show_shapes: bool, max_nodes: i
     group = None
     boxes = len(graph.nodes)
     if max_nodes is not None and boxes > max_nodes:
-        note = ""
-        for rule, note in (("op", "runs of the same op"), ("chain", "runs of ops")):  # noqa: B007
+        rules = {"op": "runs of the same op", "chain": "runs of ops"}
+        for rule in rules:
             group = _group_nodes(graph, rule)
             boxes = len({id(g) for g in group.values()})
             if boxes <= max_nodes:
                 break
-        notes.append(f"{len(graph.nodes)} nodes drawn as {boxes} boxes: {note} collapsed")
+        notes.append(f"{len(graph.nodes)} nodes drawn as {boxes} boxes: {rules[rule]} collapsed")
     kept = _keep_nearest(graph, group, max_nodes) if (
         max_nodes is not None and boxes > max_nodes) else None
     if kept is not None:

@@ -22,6 +22,7 @@ import inspect
 import pkgutil
 import sys
 from types import ModuleType
+from typing import NamedTuple
 
 
 def _public_module(name: str) -> bool:
@@ -85,17 +86,27 @@ def _checked_here(module: ModuleType, obj: object) -> bool:
             and not _public_module(home) and hasattr(module, "__all__"))
 
 
-def missing_docstrings(package: str = "needle") -> list[str]:
-    """Dotted names of the public modules, classes, functions and methods with no docstring.
+class Entry(NamedTuple):
+    """One public name: where it is defined, its dotted name there, kind, and docstring."""
 
-    Modules that cannot be imported are reported too, as ``<name>: cannot import``.
-    """
+    module: str
+    qualname: str
+    kind: str
+    documented: bool
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.qualname}" if self.qualname else self.module
+
+
+def public_api(package: str = "needle") -> tuple[list[Entry], list[str]]:
+    """Every public module, class, function and method of ``package``, and the modules
+    that could not be imported."""
     modules, failed = modules_of(package)
-    missing = [f"{name}: cannot import" for name in failed]
+    entries: list[Entry] = []
     seen: set[int] = set()
     for module in modules:
-        if not _has_doc(module):
-            missing.append(f"{module.__name__} (module)")
+        here = module.__name__
+        entries.append(Entry(here, "", "module", _has_doc(module)))
         for name in _public_names(module):
             obj = getattr(module, name, None)
             if not (inspect.isclass(obj) or inspect.isfunction(obj)):
@@ -103,20 +114,28 @@ def missing_docstrings(package: str = "needle") -> list[str]:
             if id(obj) in seen or not _checked_here(module, obj):
                 continue
             seen.add(id(obj))
-            where = f"{module.__name__}.{name}"
             if inspect.isfunction(obj):
-                if not _has_doc(obj):
-                    missing.append(f"{where} (function)")
+                entries.append(Entry(here, name, "function", _has_doc(obj)))
                 continue
-            if not _has_doc(obj):  # a class's __doc__ is its own: it is not inherited
-                missing.append(f"{where} (class)")
+            # A class's __doc__ is its own: it is not inherited from the base class.
+            entries.append(Entry(here, name, "class", _has_doc(obj)))
             for attr, member in vars(obj).items():
                 if attr.startswith("_") or not _is_member(member):
                     continue
-                if not _member_doc(obj, attr, member):
-                    kind = "property" if isinstance(member, property) else "method"
-                    missing.append(f"{where}.{attr} ({kind})")
-    return sorted(set(missing))
+                kind = "property" if isinstance(member, property) else "method"
+                entries.append(Entry(here, f"{name}.{attr}", kind,
+                                     _member_doc(obj, attr, member)))
+    return entries, failed
+
+
+def missing_docstrings(package: str = "needle") -> list[str]:
+    """The public modules, classes, functions and methods with no docstring, e.g.
+    ``needle.ops.ops_mathematic.add (function)``; modules that cannot be imported are
+    reported as ``<name> (<error>): cannot import``."""
+    entries, failed = public_api(package)
+    missing = [f"{name}: cannot import" for name in failed]
+    missing += [f"{entry} ({entry.kind})" for entry in entries if not entry.documented]
+    return sorted(missing)
 
 
 def main(argv: list[str]) -> int:

@@ -580,3 +580,29 @@ def test_missing_graphviz_package(tmp_path, monkeypatch):
     with pytest.raises(viz.GraphvizNotFound, match=r"needle\[viz\]"):
         viz.render(t([1.0]) * 2.0, path=tmp_path / "g.png")
     assert (tmp_path / "g.dot").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The README's picture
+
+
+def test_readme_picture_matches_the_readme_code(tmp_path, monkeypatch):
+    """docs/mlp_backward.svg is what the README's viz block draws (dot not needed here)."""
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    blocks = re.findall(r"^```python\n(.*?)^```", (root / "README.md").read_text(),
+                        flags=re.S | re.M)
+    (block,) = [b for b in blocks if "viz.to_dot(loss, backward=True)" in b]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    p = Parsed((tmp_path / "mlp.dot").read_text())
+    want = Counter(line for n in p.nodes for line in p.label(n).split("\n"))
+    want.update(e[2]["label"] for e in p.edges if "label" in e[2])
+    svg = ET.parse(root / "docs" / "mlp_backward.svg").getroot()
+    got = Counter(el.text for el in svg.iter() if el.tag.endswith("text"))
+    assert got == want, (
+        "docs/mlp_backward.svg is out of date: run the README's viz block, then "
+        "`dot -Tsvg mlp.dot -o docs/mlp_backward.svg`")

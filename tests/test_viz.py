@@ -501,6 +501,25 @@ def test_nested_modules_and_ops_around_a_child():
     assert all(xn not in members for members in p.clusters.values())
 
 
+class _Scaled(nn.Module):
+    def forward(self, x, scale=None):
+        return x * scale
+
+
+def test_keyword_arguments_belong_to_the_caller_and_hooks_still_run():
+    module = _Scaled()
+    x = ndl.Tensor(np.ones((2, 2)))
+    scale = ndl.exp(ndl.Tensor(np.ones((2, 2))))      # made by the caller, passed by keyword
+    seen = []
+    module.register_forward_hook(lambda m, args, out: seen.append(out.shape))
+    with viz.record_modules(module):
+        assert "_Scaled()" in repr(module)
+        out = module(x, scale=scale)
+    assert seen == [(2, 2)]
+    p = Parsed(viz.to_dot(out, group_by_module=True))
+    assert [p.label(n).split("\n")[0] for n in p.clusters["_Scaled"]] == ["EWiseMul"]
+
+
 def test_group_by_module_needs_records():
     _, out = _model_and_loss(record=False)
     with pytest.raises(GraphError, match="record_modules"):

@@ -19,6 +19,7 @@ import numpy
 from . import _array
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
 from .errors import DeviceError, DTypeError, GraphError, ShapeError
+from .hooks import RemovableHandle, add_hook
 
 # When True, ops build nodes and compute only on ``realize_cached_data()``.
 LAZY_MODE = False
@@ -29,7 +30,7 @@ __all__ = [
     "LAZY_MODE", "TENSOR_COUNTER", "NDArray", "array_api", "Op", "TensorOp", "TensorTupleOp",
     "Value", "Tensor", "TensorTuple", "find_topo_sort", "topo_sort_dfs",
     "compute_gradient_of_variables", "sum_node_list", "no_grad", "enable_grad",
-    "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "cpu", "Device",
+    "set_grad_enabled", "is_grad_enabled", "detect_anomaly", "cpu", "Device", "queue_callback",
 ]
 
 
@@ -293,6 +294,9 @@ class Value:
 
     __slots__ = ("op", "inputs", "cached_data", "requires_grad", "__weakref__", "__dict__")
     num_outputs = 1
+    # Gradient hooks ({handle id: fn}) and retain_grad; class defaults keep op results lean.
+    _grad_hooks: dict | None = None
+    _retains_grad = False
 
     op: Op | None
     inputs: tuple
@@ -552,6 +556,47 @@ class Tensor(Value):
         """Set ``requires_grad`` in place and return self."""
         self.requires_grad = bool(requires_grad)
         return self
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` whenever a backward pass computes this tensor's gradient.
+
+        The hook receives the tensor's total gradient of that pass (the sum over all its
+        uses), before it is stored in ``.grad`` (leaves) or sent on to the inputs
+        (non-leaves). If it returns a Tensor, that replaces the gradient from then on.
+        Hooks run in registration order.
+
+        Parameters
+        ----------
+        hook : callable
+            ``hook(grad) -> Tensor or None``.
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+        """
+        if not self.requires_grad:
+            raise GraphError(
+                "register_hook: cannot register a hook on a tensor that does not require grad "
+                f"(shape {self.shape})"
+            )
+        if self._grad_hooks is None:
+            self._grad_hooks = {}
+        return add_hook(self._grad_hooks, hook, "register_hook")
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this non-leaf tensor after ``backward()`` (no-op on leaves)."""
+        if not self.requires_grad:
+            raise GraphError(
+                "retain_grad: the tensor does not require grad, so it never gets a gradient"
+            )
+        if self.op is not None:
+            self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        """Whether ``retain_grad()`` was called on this non-leaf tensor."""
+        return self._retains_grad
 
     @property
     def shape(self) -> tuple:
@@ -958,6 +1003,8 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 grad = node_partials[0]
             else:
                 grad = _sum_partials(node, node_partials)
+            if node._grad_hooks is not None or node._retains_grad:
+                grad = _apply_grad_hooks(node, grad)
             op = node.op
             if node in wanted if wanted is not None else op is None:
                 result[node] = grad
@@ -988,6 +1035,47 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     return result
 
 
+def _apply_grad_hooks(node: Value, grad: Value) -> Value:
+    """Run ``node``'s gradient hooks on its total gradient; keep it if it retains grad."""
+    for hook in list((node._grad_hooks or {}).values()):
+        replaced = hook(grad)
+        if replaced is None:
+            continue
+        if not isinstance(replaced, Tensor):
+            raise GraphError(
+                f"register_hook: the hook {getattr(hook, '__name__', hook)!r} returned "
+                f"{type(replaced).__name__}; return a Tensor or None"
+            )
+        if replaced.shape != grad.shape:
+            raise ShapeError(
+                f"register_hook: the hook {getattr(hook, '__name__', hook)!r} returned shape "
+                f"{replaced.shape} for a gradient of shape {grad.shape}"
+            )
+        grad = replaced
+    if node._retains_grad:
+        node.grad = grad
+    return grad
+
+
+class _Callbacks(threading.local):
+    stack: list | None = None
+
+
+_CALLBACKS = _Callbacks()
+
+
+def queue_callback(fn: Callable[[], Any]) -> None:
+    """Run ``fn()`` once the current ``backward()`` has set every ``.grad``.
+
+    Meant for gradient hooks that start work (e.g. a non-blocking allreduce) and must
+    finish it before the user sees the gradients. Only valid during ``backward()``.
+    """
+    stack = _CALLBACKS.stack
+    if not stack:
+        raise GraphError("queue_callback: only valid inside backward() (e.g. from a hook)")
+    stack[-1].append(fn)
+
+
 class _BackwardRecord(threading.local):
     # A callable(output, adjoints) set by ``needle.viz.record_backward()``; None: off.
     sink = None
@@ -1007,18 +1095,28 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
-    Inside ``needle.viz.record_backward()`` the adjoint of every node is also handed
-    to the recorder (one thread-local lookup per call when off, nothing per node).
+    Callbacks queued by hooks (``queue_callback``) run afterwards, in order. Inside
+    ``needle.viz.record_backward()`` the adjoint of every node is also handed to the
+    recorder (one thread-local lookup per call when off, nothing per node).
     """
-    sink = _BACKWARD_RECORD.sink
-    if sink is None:
-        grads = reverse_pass(output_tensor, out_grad)
-    else:
-        adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
-        sink(output_tensor, adjoints)
-        grads = {node: grad for node, grad in adjoints.items() if node.op is None}
-    for node, grad in grads.items():
-        node.grad = grad
+    if _CALLBACKS.stack is None:
+        _CALLBACKS.stack = []
+    callbacks: list = []
+    _CALLBACKS.stack.append(callbacks)
+    try:
+        sink = _BACKWARD_RECORD.sink
+        if sink is None:
+            grads = reverse_pass(output_tensor, out_grad)
+        else:
+            adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
+            sink(output_tensor, adjoints)
+            grads = {node: grad for node, grad in adjoints.items() if node.op is None}
+        for node, grad in grads.items():
+            node.grad = grad
+    finally:
+        _CALLBACKS.stack.pop()
+    for fn in callbacks:
+        fn()
 
 
 from . import ops as needle_ops  # noqa: E402  (ops need the classes above)

@@ -11,6 +11,7 @@ import numpy as np
 from .. import init, ops
 from ..autograd import Tensor, no_grad
 from ..errors import DTypeError, ShapeError
+from ..hooks import RemovableHandle, add_hook
 from ..serialization import CheckpointError
 
 __all__ = [
@@ -58,6 +59,16 @@ def _named_items(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             yield from _named_items(v, f"{prefix}.{i}")
+
+
+class _ModuleHooks:
+    """A module's forward pre-hooks and forward hooks, by handle id in registration order."""
+
+    __slots__ = ("pre", "post")
+
+    def __init__(self) -> None:
+        self.pre: dict = {}
+        self.post: dict = {}
 
 
 class _LoadResult(NamedTuple):
@@ -141,7 +152,54 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        hooks = self._hooks
+        if hooks is None or not (hooks.pre or hooks.post):
+            return self.forward(*args, **kwargs)
+        for hook in list(hooks.pre.values()):
+            replaced = hook(self, args)
+            if replaced is not None:
+                args = replaced if isinstance(replaced, tuple) else (replaced,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(hooks.post.values()):
+            replaced = hook(self, args, output)
+            if replaced is not None:
+                output = replaced
+        return output
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    # A holder object, not a dict attribute, so the traversals above never walk the hooks.
+    _hooks: _ModuleHooks | None = None
+
+    def _hook_registry(self) -> _ModuleHooks:
+        if self._hooks is None:
+            self._hooks = _ModuleHooks()
+        return self._hooks
+
+    def register_forward_pre_hook(self, hook: Any) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every ``forward``.
+
+        A return value other than None replaces the positional arguments (a tuple, or a
+        single value that is wrapped in one).
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+        """
+        return add_hook(self._hook_registry().pre, hook, "register_forward_pre_hook")
+
+    def register_forward_hook(self, hook: Any) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward``.
+
+        A return value other than None replaces the output.
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+        """
+        return add_hook(self._hook_registry().post, hook, "register_forward_hook")
 
     # -- checkpoints ---------------------------------------------------------------------------
 

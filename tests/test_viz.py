@@ -74,7 +74,10 @@ class Parsed:
         self.edges = []
         for e in g.get_edges():
             attrs = {k: _unquote(v) for k, v in e.get_attributes().items()}
-            self.edges.append((e.get_source(), e.get_destination(), attrs))
+            src, dst = e.get_source(), e.get_destination()
+            if attrs.get("dir") == "back":    # drawn from dst to src
+                src, dst = dst, src
+            self.edges.append((src, dst, attrs))
 
     def label(self, name: str) -> str:
         return self.nodes[name]["label"].replace("\\n", "\n")
@@ -402,6 +405,23 @@ def test_wide_graphs_keep_the_nodes_nearest_the_output():
     assert any(s == more for s, _, _ in p.edges)
 
 
+def test_pictures_too_slow_to_lay_out_are_collapsed():
+    """A 240-op chain whose two constants feed 120 of its ops, with its backward: 425 boxes,
+    under max_nodes, but dot would route tens of thousands of edge segments (minutes)."""
+    x = t(np.ones(8))
+    c_add = t(np.full(8, 0.01), requires_grad=False)
+    c_mul = t(np.full(8, 0.9), requires_grad=False)
+    y = x
+    for i in range(240):
+        k = i % 4
+        y = y + c_add if k == 0 else y * c_mul if k == 1 else ndl.tanh(y) if k == 2 else y * 1.1
+    y.sum().backward()
+    p = Parsed(viz.to_dot(y, backward=True))
+    assert "425 nodes drawn as" in p.title and "collapsed" in p.title
+    assert len(p.nodes) < 20
+    assert len(Parsed(viz.to_dot(y, backward=True, max_nodes=None)).nodes) == 425
+
+
 @pytest.mark.slow
 def test_a_100000_op_chain_collapses_quickly():
     x, y = _tanh_chain(100_000)
@@ -625,3 +645,15 @@ def test_readme_picture_matches_the_readme_code(tmp_path, monkeypatch):
     assert got == want, (
         "docs/mlp_backward.svg is out of date: run the README's viz block, then "
         "`dot -Tsvg mlp.dot -o docs/mlp_backward.svg`")
+
+
+def test_bench_viz_runs_on_a_short_chain(capsys):
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench import bench_viz
+
+    bench_viz.main(["--n-ops", "40", "--repeat", "1"])
+    out = capsys.readouterr().out
+    assert "| `to_dot(y)` | 43 |" in out           # 40 ops, x and the two constants
+    assert "| `to_dot(y, backward=True)` |" in out

@@ -640,6 +640,8 @@ def _box_edges(graph: _Graph, group: dict, kept: set | None):
                 continue
             if kept is not None and id(src) not in kept:
                 src = None
+            # A gradient reading a forward leaf (a weight, a shared constant) is not ranked
+            # against it: one leaf feeds ops all along the picture.
             free = bool(level) and inp.op is None and graph.order[inp] < level
             yield src, box, level, free
 
@@ -733,30 +735,18 @@ def _emit(graph: _Graph, group: dict, kept: set | None, show_shapes: bool,
     dropped_used = False
     edges: Counter = Counter()
     order: list[tuple[str, str, int, bool]] = []
-    for node in graph.nodes:
-        box = group[node]
-        if id(box) not in names:
-            continue
-        for inp in node.inputs:
-            src = group[inp]
-            if src is box:
-                continue
-            if id(src) in names:
-                key = (names[id(src)], names[id(box)])
-            else:
-                key = (dropped, names[id(box)])
-                dropped_used = True
-            level = graph.order[node]
-            # A gradient that reads a leaf (a weight, a shared constant) is not ranked
-            # against it: one leaf feeds ops all along the picture.
-            free = bool(level) and inp.op is None and graph.order[inp] < level
-            collapsed = len(src.members) > 1 or len(box.members) > 1 or key[0] == dropped
-            if collapsed:
-                if edges[key] == 0:
-                    order.append((key[0], key[1], level, free))
-                edges[key] += 1
-            else:
+    for src, box, level, free in _box_edges(graph, group, kept):
+        if src is None:
+            key = (dropped, names[id(box)])
+            dropped_used = True
+        else:
+            key = (names[id(src)], names[id(box)])
+        if src is None or len(src.members) > 1 or len(box.members) > 1:
+            if edges[key] == 0:
                 order.append((key[0], key[1], level, free))
+            edges[key] += 1
+        else:
+            order.append((key[0], key[1], level, free))
     # Gradients flow from the output back to the leaves, so edges into gradient nodes are
     # ranked upwards (written head first with dir=back): each gradient op sits next to the
     # forward nodes it reads, edges stay short, and dot lays large backward graphs out fast.

@@ -281,7 +281,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 32 else text[:31] + "..."
 
 
-def op_label(op: autograd.Op) -> str:
+def _op_label(op: autograd.Op) -> str:
     """An op's name with the constructor arguments that differ from their defaults."""
     parts = []
     fields = op.__dict__
@@ -331,7 +331,7 @@ def _leaf_value(node: Value) -> str:
 
 def _node_lines(node: Value, show_shapes: bool) -> list[str]:
     if node.op is not None:
-        lines = [op_label(node.op)]
+        lines = [_op_label(node.op)]
     else:
         kind = _leaf_kind(node)
         name = _TENSOR_NAME.get(node) or node.__dict__.get("_name")

@@ -596,24 +596,24 @@ def _to_dot(tensors: list[Value], backward: Any, show_shapes: bool, max_nodes: i
             group_by_module: bool, title: str | None, rankdir: str) -> str:
     graph = _Graph(tensors, backward, group_by_module)
     notes = []
-    group = {node: _Group() for node in graph.nodes}
-    for node, box in group.items():
-        box.members.append(node)
     boxes = len(graph.nodes)
+    group: dict | None = None
+    if max_nodes is None or boxes <= max_nodes:
+        group = {node: _Group() for node in graph.nodes}
+        for node, box in group.items():
+            box.members.append(node)
     kept = None
-
-    def too_big(group: dict, kept: set | None, boxes: int) -> bool:
-        return boxes > max_nodes or _layout_cost(graph, group, kept) > _LAYOUT_BUDGET
-
-    if max_nodes is not None and too_big(group, None, boxes):
+    if max_nodes is not None and (
+            group is None or _layout_cost(graph, group, None) > _LAYOUT_BUDGET):
         rules = {"op": "runs of the same op", "chain": "runs of ops"}
         for rule in rules:
             group = _group_nodes(graph, rule)
             boxes = len({id(g) for g in group.values()})
-            if not too_big(group, None, boxes):
+            fits = boxes <= max_nodes and _layout_cost(graph, group, None) <= _LAYOUT_BUDGET
+            if fits:
                 break
         notes.append(f"{len(graph.nodes)} nodes drawn as {boxes} boxes: {rules[rule]} collapsed")
-        if too_big(group, None, boxes):
+        if not fits:
             limit = min(max_nodes, boxes)
             while True:
                 kept = _keep_nearest(graph, group, limit)

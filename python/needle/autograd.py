@@ -279,6 +279,7 @@ class Op:
 
     @property
     def name(self) -> str:
+        """The op's class name, e.g. ``EWiseAdd`` (shown in errors and pictures)."""
         return type(self).__name__
 
     def __repr__(self) -> str:
@@ -349,6 +350,7 @@ class Value:
         return self.cached_data
 
     def is_leaf(self) -> bool:
+        """Whether this node was created directly (no op), not computed from inputs."""
         return self.op is None
 
     def __del__(self) -> None:
@@ -379,6 +381,7 @@ class Value:
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
+        """A leaf holding ``data`` (a backend array), with no op and no inputs."""
         value = cls.__new__(cls)
         value._init(None, (), cached_data=data, requires_grad=requires_grad)
         return value
@@ -455,6 +458,7 @@ class TensorTuple(Value):
         return iter(self.tuple())
 
     def tuple(self) -> tuple:
+        """The elements as a Python tuple of Tensors (each a ``TupleGetItem`` node)."""
         return tuple(self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
@@ -594,6 +598,7 @@ class Tensor(Value):
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
+        """A leaf Tensor holding ``data`` (a backend array or a Tensor's data)."""
         tensor = Tensor.__new__(Tensor)
         if isinstance(data, Tensor):
             data = data.realize_cached_data()
@@ -677,14 +682,17 @@ class Tensor(Value):
 
     @property
     def shape(self) -> tuple:
+        """The shape as a tuple of ints (computes a lazy tensor)."""
         return tuple(self.realize_cached_data().shape)
 
     @property
     def dtype(self) -> Any:
+        """The data's dtype, e.g. ``float32``."""
         return self.realize_cached_data().dtype
 
     @property
     def device(self) -> Any:
+        """The device the data lives on, e.g. ``cpu()``."""
         data = self.realize_cached_data()
         if array_api is numpy:
             return cpu()
@@ -692,10 +700,12 @@ class Tensor(Value):
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return int(numpy.prod(self.shape))
 
     def __len__(self) -> int:
@@ -875,6 +885,7 @@ class Tensor(Value):
         return needle_ops.MatMul()(self._as_operand(other), self)
 
     def matmul(self, other: Tensor) -> Tensor:
+        """Matrix product ``self @ other``."""
         return needle_ops.MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
@@ -975,10 +986,12 @@ class Tensor(Value):
 
     def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Sum over ``axes`` (None: all); see :func:`needle.ops.summation`."""
         return needle_ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
              keepdim: bool | None = None) -> Tensor:
+        """Mean over ``axes`` (None: all); see :func:`needle.ops.mean`."""
         return needle_ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
@@ -988,12 +1001,15 @@ class Tensor(Value):
 
     def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
                   keepdim: bool | None = None) -> Tensor:
+        """Log-sum-exp over ``axes``; see :func:`needle.ops.logsumexp`."""
         return needle_ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Softmax along ``axis`` (or ``dim``)."""
         return needle_ops.softmax(self, axis, dim=dim)
 
     def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Log-softmax along ``axis`` (or ``dim``)."""
         return needle_ops.logsoftmax(self, axis, dim=dim)
 
     @property
@@ -1007,80 +1023,101 @@ class Tensor(Value):
         return needle_ops.Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
+        """Broadcast to ``shape`` (numpy rules)."""
         return needle_ops.BroadcastTo(shape)(self)
 
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape: ``x.reshape((2, 3))`` or ``x.reshape(2, 3)``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return needle_ops.Reshape(shape)(self)
 
     def transpose(self, axes: tuple | None = None) -> Tensor:
+        """Swap two axes (the last two when ``axes`` is None)."""
         return needle_ops.Transpose(axes)(self)
 
     def permute(self, *axes: Any) -> Tensor:
+        """Reorder the axes: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return needle_ops.permute(self, axes)
 
     def exp(self) -> Tensor:
+        """Element-wise ``exp``."""
         return needle_ops.exp(self)
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm."""
         return needle_ops.log(self)
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``."""
         return needle_ops.relu(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent."""
         return needle_ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise logistic function."""
         return needle_ops.sigmoid(self)
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root."""
         return needle_ops.sqrt(self)
 
     # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
 
     def sin(self) -> Tensor:
+        """Element-wise sine."""
         return needle_ops.sin(self)
 
     def cos(self) -> Tensor:
+        """Element-wise cosine."""
         return needle_ops.cos(self)
 
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]`` (either bound may be None): :func:`ops.clamp`."""
         return needle_ops.clamp(self, min, max)
 
     clip = clamp
 
     def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Minimum over ``axes`` (None: all); ties share the gradient, as in ``max``."""
         return needle_ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Variance over ``axes`` with PyTorch's ``correction`` (1: the unbiased estimate)."""
         return needle_ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Standard deviation over ``axes``: the square root of :meth:`var`."""
         return needle_ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the maximum along ``axis`` (None: of the flattened tensor); no gradient."""
         return needle_ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def argmin(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the minimum along ``axis`` (None: of the flattened tensor); no gradient."""
         return needle_ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Drop size-1 axes (``axis`` None: all of them)."""
         return needle_ops.squeeze(self, axis, dim=dim)
 
     def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Insert a size-1 axis at ``axis``."""
         return needle_ops.unsqueeze(self, axis, dim=dim)
 
     def gather(self, axis: int | None = None, index: Any = None, *,
                dim: int | None = None) -> Tensor:
+        """Pick values along ``axis`` at ``index``, as PyTorch's ``gather`` does."""
         return needle_ops.gather(self, axis, index, dim=dim)
 
 
@@ -1334,18 +1371,41 @@ def queue_callback(fn: Callable[[], Any]) -> None:
     stack[-1].append(fn)
 
 
+class _BackwardRecord(threading.local):
+    # A callable(output, adjoints) set by ``needle.viz.record_backward()``; None: off.
+    sink = None
+
+
+_BACKWARD_RECORD = _BackwardRecord()
+
+
+class _EveryNode:
+    """A ``wanted`` collection for :func:`reverse_pass` that holds every node."""
+
+    def __contains__(self, node: object) -> bool:
+        return True
+
+
 def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
     """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
-    Callbacks queued by hooks (``queue_callback``) run afterwards, in order.
+    Callbacks queued by hooks (``queue_callback``) run afterwards, in order. Inside
+    ``needle.viz.record_backward()`` the adjoint of every node is also handed to the
+    recorder (one thread-local lookup per call when off, nothing per node).
     """
     if _CALLBACKS.stack is None:
         _CALLBACKS.stack = []
     callbacks: list = []
     _CALLBACKS.stack.append(callbacks)
     try:
-        grads = reverse_pass(output_tensor, out_grad)
+        sink = _BACKWARD_RECORD.sink
+        if sink is None:
+            grads = reverse_pass(output_tensor, out_grad)
+        else:
+            adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
+            sink(output_tensor, adjoints)
+            grads = {node: grad for node, grad in adjoints.items() if node.op is None}
         regions: set = set()
         for node, grad in grads.items():
             data = grad.cached_data

@@ -248,6 +248,7 @@ class ZerosLike(TensorOp):
 
 
 def zeros_like(a: Tensor) -> Tensor:
+    """Zeros with ``a``'s shape and dtype (no gradient flows)."""
     return ZerosLike()(a)
 
 
@@ -262,6 +263,7 @@ class OnesLike(TensorOp):
 
 
 def ones_like(a: Tensor) -> Tensor:
+    """Ones with ``a``'s shape and dtype (no gradient flows)."""
     return OnesLike()(a)
 
 
@@ -270,6 +272,8 @@ def ones_like(a: Tensor) -> Tensor:
 
 
 class EWiseAdd(TensorOp):
+    """``a + b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
             av, bv = as_numpy(a), as_numpy(b)
@@ -286,10 +290,13 @@ class EWiseAdd(TensorOp):
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
+    """``a + b`` element-wise, broadcasting like numpy."""
     return EWiseAdd()(a, b)
 
 
 class AddScalar(TensorOp):
+    """``a + scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "add_scalar")
 
@@ -301,10 +308,13 @@ class AddScalar(TensorOp):
 
 
 def add_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a + scalar`` element-wise."""
     return AddScalar(scalar)(a)
 
 
 class EWiseMul(TensorOp):
+    """``a * b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
             av, bv = as_numpy(a), as_numpy(b)
@@ -322,10 +332,13 @@ class EWiseMul(TensorOp):
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` element-wise, broadcasting like numpy."""
     return EWiseMul()(a, b)
 
 
 class MulScalar(TensorOp):
+    """``a * scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "mul_scalar")
 
@@ -337,6 +350,7 @@ class MulScalar(TensorOp):
 
 
 def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a * scalar`` element-wise."""
     return MulScalar(scalar)(a)
 
 
@@ -360,6 +374,7 @@ class EWisePow(TensorOp):
 
 
 def power(a: Tensor, b: Tensor) -> Tensor:
+    """``a ** b`` element-wise, broadcasting like numpy."""
     return EWisePow()(a, b)
 
 
@@ -385,6 +400,7 @@ class PowerScalar(TensorOp):
 
 
 def power_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a ** scalar`` element-wise."""
     return PowerScalar(scalar)(a)
 
 
@@ -408,10 +424,13 @@ class EWiseDiv(TensorOp):
 
 
 def divide(a: Tensor, b: Tensor) -> Tensor:
+    """``a / b`` element-wise, broadcasting like numpy."""
     return EWiseDiv()(a, b)
 
 
 class DivScalar(TensorOp):
+    """``a / scalar`` element-wise."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "divide_scalar")
 
@@ -423,10 +442,13 @@ class DivScalar(TensorOp):
 
 
 def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a / scalar`` element-wise."""
     return DivScalar(scalar)(a)
 
 
 class Negate(TensorOp):
+    """``-a`` element-wise."""
+
     def compute(self, a: Any) -> Any:
         return wrap(-as_numpy(a), a)
 
@@ -435,6 +457,7 @@ class Negate(TensorOp):
 
 
 def negate(a: Tensor) -> Tensor:
+    """``-a`` element-wise."""
     return Negate()(a)
 
 
@@ -451,6 +474,8 @@ def _float_input(a: Any, op: str) -> numpy.ndarray:
 
 
 class Log(TensorOp):
+    """Element-wise natural logarithm (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.log(_float_input(a, "log")), a)
 
@@ -459,10 +484,13 @@ class Log(TensorOp):
 
 
 def log(a: Tensor) -> Tensor:
+    """Element-wise natural logarithm."""
     return Log()(a)
 
 
 class Exp(TensorOp):
+    """Element-wise ``exp(a)``; the gradient reuses the result."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.exp(_float_input(a, "exp")), a)
 
@@ -471,10 +499,13 @@ class Exp(TensorOp):
 
 
 def exp(a: Tensor) -> Tensor:
+    """Element-wise ``exp(a)``."""
     return Exp()(a)
 
 
 class Sqrt(TensorOp):
+    """Element-wise square root (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.sqrt(_float_input(a, "sqrt")), a)
 
@@ -483,10 +514,13 @@ class Sqrt(TensorOp):
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """Element-wise square root."""
     return Sqrt()(a)
 
 
 class ReLU(TensorOp):
+    """Element-wise ``max(a, 0)``; its gradient is one ``ReLUBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
         return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
@@ -508,10 +542,13 @@ class ReLUBackward(TensorOp):
 
 
 def relu(a: Tensor) -> Tensor:
+    """Element-wise ``max(a, 0)``."""
     return ReLU()(a)
 
 
 class Tanh(TensorOp):
+    """Element-wise hyperbolic tangent; its gradient is one ``TanhBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.tanh(_float_input(a, "tanh")), a)
 
@@ -520,6 +557,7 @@ class Tanh(TensorOp):
 
 
 def tanh(a: Tensor) -> Tensor:
+    """Element-wise hyperbolic tangent."""
     return Tanh()(a)
 
 
@@ -536,6 +574,8 @@ class TanhBackward(TensorOp):
 
 
 class Sigmoid(TensorOp):
+    """Element-wise logistic function ``1 / (1 + exp(-a))``."""
+
     def compute(self, a: Any) -> Any:
         # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
         av = _float_input(a, "sigmoid")
@@ -558,10 +598,13 @@ class SigmoidBackward(TensorOp):
 
 
 def sigmoid(a: Tensor) -> Tensor:
+    """Element-wise logistic function."""
     return Sigmoid()(a)
 
 
 class Abs(TensorOp):
+    """Element-wise absolute value; the gradient is ``sign(a)`` (0 at 0)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.abs(as_numpy(a)), a)
 
@@ -570,6 +613,7 @@ class Abs(TensorOp):
 
 
 def abs(a: Tensor) -> Tensor:  # noqa: A001  (the name users expect)
+    """Element-wise ``|a|``."""
     return Abs()(a)
 
 
@@ -584,6 +628,7 @@ class Sign(TensorOp):
 
 
 def sign(a: Tensor) -> Tensor:
+    """Element-wise sign (-1, 0 or 1) in ``a``'s dtype; no gradient flows."""
     return Sign()(a)
 
 
@@ -606,6 +651,7 @@ class Maximum(TensorOp):
 
 
 def maximum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise maximum of ``a`` and ``b``, broadcasting like numpy."""
     return Maximum()(a, b)
 
 
@@ -628,6 +674,7 @@ class Minimum(TensorOp):
 
 
 def minimum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise minimum of ``a`` and ``b``, broadcasting like numpy."""
     return Minimum()(a, b)
 
 
@@ -673,26 +720,38 @@ def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
 
 
 class Greater(_Compare):
+    """``a > b`` (or ``a > scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.greater
 
 
 class GreaterEqual(_Compare):
+    """``a >= b`` (or ``a >= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.greater_equal
 
 
 class Less(_Compare):
+    """``a < b`` (or ``a < scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.less
 
 
 class LessEqual(_Compare):
+    """``a <= b`` (or ``a <= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.less_equal
 
 
 class Equal(_Compare):
+    """``a == b`` (or ``a == scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.equal
 
 
 class NotEqual(_Compare):
+    """``a != b`` (or ``a != scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.not_equal
 
 
@@ -702,22 +761,27 @@ def greater(a: Tensor, b: Any) -> Tensor:
 
 
 def greater_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a >= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(GreaterEqual, a, b)
 
 
 def less(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a < b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Less, a, b)
 
 
 def less_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a <= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(LessEqual, a, b)
 
 
 def equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a == b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Equal, a, b)
 
 
 def not_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a != b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(NotEqual, a, b)
 
 
@@ -768,6 +832,7 @@ class Transpose(_ViewOp):
 
 
 def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
+    """Swap two axes of ``a`` (the last two when ``axes`` is None)."""
     return Transpose(axes)(a)
 
 
@@ -797,10 +862,13 @@ class Permute(_ViewOp):
 
 
 def permute(a: Tensor, axes: tuple) -> Tensor:
+    """Reorder the axes of ``a``: axis ``i`` of the result is axis ``axes[i]`` of ``a``."""
     return Permute(axes)(a)
 
 
 class Reshape(_ViewOp):
+    """Reshape ``a`` to ``shape`` (same number of elements); the gradient reshapes back."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
@@ -817,10 +885,13 @@ class Reshape(_ViewOp):
 
 
 def reshape(a: Tensor, shape: tuple) -> Tensor:
+    """``a`` with the same elements in ``shape``."""
     return Reshape(shape)(a)
 
 
 class BroadcastTo(TensorOp):
+    """Broadcast ``a`` to ``shape`` (numpy rules); the gradient sums back (``unbroadcast``)."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape)
 
@@ -838,6 +909,7 @@ class BroadcastTo(TensorOp):
 
 
 def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
+    """Broadcast ``a`` to ``shape`` (numpy rules)."""
     return BroadcastTo(shape)(a)
 
 

@@ -64,18 +64,7 @@ if BACKEND == "nd":
 elif BACKEND == "np":
     array_api = numpy
     NDArray = numpy.ndarray
-    _CPU = backend_ndarray.cpu()
-
-    def cpu() -> Device:
-        """The cpu device (the only one of the numpy backend)."""
-        return _CPU
-
-    cpu_numpy = cpu
-    default_device = cpu
-
-    def all_devices() -> list:
-        """Return a list of all available devices."""
-        return [_CPU]
+    from .backend_numpy import all_devices, cpu, cpu_numpy, default_device
 
     def to_boundary(data: Any, device: Any) -> Any:
         """The numpy array itself."""

@@ -662,18 +662,41 @@ def queue_callback(fn: Callable[[], Any]) -> None:
     stack[-1].append(fn)
 
 
+class _BackwardRecord(threading.local):
+    # A callable(output, adjoints) set by ``needle.viz.record_backward()``; None: off.
+    sink = None
+
+
+BACKWARD_RECORD = _BackwardRecord()
+
+
+class _EveryNode:
+    """A ``wanted`` collection for :func:`reverse_pass` that holds every node."""
+
+    def __contains__(self, node: object) -> bool:
+        return True
+
+
 def compute_gradient_of_variables(output_tensor: Value, out_grad: Value) -> None:
     """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
-    Callbacks queued by hooks (``queue_callback``) run afterwards, in order.
+    Callbacks queued by hooks (``queue_callback``) run afterwards, in order. Inside
+    ``needle.viz.record_backward()`` the adjoint of every node is also handed to the
+    recorder (one thread-local lookup per call when off, nothing per node).
     """
     if _CALLBACKS.stack is None:
         _CALLBACKS.stack = []
     callbacks: list = []
     _CALLBACKS.stack.append(callbacks)
     try:
-        grads = reverse_pass(output_tensor, out_grad)
+        sink = BACKWARD_RECORD.sink
+        if sink is None:
+            grads = reverse_pass(output_tensor, out_grad)
+        else:
+            adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
+            sink(output_tensor, adjoints)
+            grads = {node: grad for node, grad in adjoints.items() if node.op is None}
         regions: set = set()
         for node, grad in grads.items():
             _own_memory(grad)

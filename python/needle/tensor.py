@@ -224,6 +224,7 @@ class Tensor(Value):
 
     @data.setter
     def data(self, value: Tensor) -> None:
+        """A detached tensor sharing this tensor's storage; assigning replaces the storage."""
         if not isinstance(value, Tensor):
             raise DTypeError(f"Tensor.data: expected a Tensor, got {type(value).__name__}")
         old, new = realize(self), realize(value)

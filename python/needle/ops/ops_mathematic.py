@@ -259,6 +259,7 @@ class ZerosLike(TensorOp):
 
 
 def zeros_like(a: Tensor) -> Tensor:
+    """Zeros with ``a``'s shape and dtype (no gradient flows)."""
     return ZerosLike()(a)
 
 
@@ -273,6 +274,7 @@ class OnesLike(TensorOp):
 
 
 def ones_like(a: Tensor) -> Tensor:
+    """Ones with ``a``'s shape and dtype (no gradient flows)."""
     return OnesLike()(a)
 
 
@@ -281,6 +283,8 @@ def ones_like(a: Tensor) -> Tensor:
 
 
 class EWiseAdd(TensorOp):
+    """``a + b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
             if a.dtype is not b.dtype:
@@ -296,10 +300,13 @@ class EWiseAdd(TensorOp):
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
+    """``a + b`` element-wise, broadcasting like numpy."""
     return EWiseAdd()(a, b)
 
 
 class AddScalar(TensorOp):
+    """``a + scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "add_scalar")
 
@@ -311,10 +318,13 @@ class AddScalar(TensorOp):
 
 
 def add_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a + scalar`` element-wise."""
     return AddScalar(scalar)(a)
 
 
 class EWiseMul(TensorOp):
+    """``a * b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
             if a.dtype is not b.dtype:
@@ -331,10 +341,13 @@ class EWiseMul(TensorOp):
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` element-wise, broadcasting like numpy."""
     return EWiseMul()(a, b)
 
 
 class MulScalar(TensorOp):
+    """``a * scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "mul_scalar")
 
@@ -346,6 +359,7 @@ class MulScalar(TensorOp):
 
 
 def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a * scalar`` element-wise."""
     return MulScalar(scalar)(a)
 
 
@@ -368,6 +382,7 @@ class EWisePow(TensorOp):
 
 
 def power(a: Tensor, b: Tensor) -> Tensor:
+    """``a ** b`` element-wise, broadcasting like numpy."""
     return EWisePow()(a, b)
 
 
@@ -393,6 +408,7 @@ class PowerScalar(TensorOp):
 
 
 def power_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a ** scalar`` element-wise."""
     return PowerScalar(scalar)(a)
 
 
@@ -415,10 +431,13 @@ class EWiseDiv(TensorOp):
 
 
 def divide(a: Tensor, b: Tensor) -> Tensor:
+    """``a / b`` element-wise, broadcasting like numpy."""
     return EWiseDiv()(a, b)
 
 
 class DivScalar(TensorOp):
+    """``a / scalar`` element-wise."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "divide_scalar")
 
@@ -430,10 +449,13 @@ class DivScalar(TensorOp):
 
 
 def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a / scalar`` element-wise."""
     return DivScalar(scalar)(a)
 
 
 class Negate(TensorOp):
+    """``-a`` element-wise."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.negative(a)
 
@@ -442,6 +464,7 @@ class Negate(TensorOp):
 
 
 def negate(a: Tensor) -> Tensor:
+    """``-a`` element-wise."""
     return Negate()(a)
 
 
@@ -457,6 +480,8 @@ def _float_input(a: Any, op: str) -> Any:
 
 
 class Log(TensorOp):
+    """Element-wise natural logarithm (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.log(_float_input(a, "log"))
 
@@ -465,10 +490,13 @@ class Log(TensorOp):
 
 
 def log(a: Tensor) -> Tensor:
+    """Element-wise natural logarithm."""
     return Log()(a)
 
 
 class Exp(TensorOp):
+    """Element-wise ``exp(a)``; the gradient reuses the result."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.exp(_float_input(a, "exp"))
 
@@ -477,10 +505,13 @@ class Exp(TensorOp):
 
 
 def exp(a: Tensor) -> Tensor:
+    """Element-wise ``exp(a)``."""
     return Exp()(a)
 
 
 class Sqrt(TensorOp):
+    """Element-wise square root (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.sqrt(_float_input(a, "sqrt"))
 
@@ -489,10 +520,13 @@ class Sqrt(TensorOp):
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """Element-wise square root."""
     return Sqrt()(a)
 
 
 class ReLU(TensorOp):
+    """Element-wise ``max(a, 0)``; its gradient is one ``ReLUBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.maximum(a, 0)
 
@@ -513,10 +547,13 @@ class ReLUBackward(TensorOp):
 
 
 def relu(a: Tensor) -> Tensor:
+    """Element-wise ``max(a, 0)``."""
     return ReLU()(a)
 
 
 class Tanh(TensorOp):
+    """Element-wise hyperbolic tangent; its gradient is one ``TanhBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.tanh(_float_input(a, "tanh"))
 
@@ -525,6 +562,7 @@ class Tanh(TensorOp):
 
 
 def tanh(a: Tensor) -> Tensor:
+    """Element-wise hyperbolic tangent."""
     return Tanh()(a)
 
 
@@ -541,6 +579,8 @@ class TanhBackward(TensorOp):
 
 
 class Sigmoid(TensorOp):
+    """Element-wise logistic function ``1 / (1 + exp(-a))``."""
+
     def compute(self, a: Any) -> Any:
         # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
         xp = self.xp
@@ -564,10 +604,13 @@ class SigmoidBackward(TensorOp):
 
 
 def sigmoid(a: Tensor) -> Tensor:
+    """Element-wise logistic function."""
     return Sigmoid()(a)
 
 
 class Abs(TensorOp):
+    """Element-wise absolute value; the gradient is ``sign(a)`` (0 at 0)."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.abs(a)
 
@@ -576,6 +619,7 @@ class Abs(TensorOp):
 
 
 def abs(a: Tensor) -> Tensor:  # noqa: A001  (the name users expect)
+    """Element-wise ``|a|``."""
     return Abs()(a)
 
 
@@ -590,6 +634,7 @@ class Sign(TensorOp):
 
 
 def sign(a: Tensor) -> Tensor:
+    """Element-wise sign (-1, 0 or 1) in ``a``'s dtype; no gradient flows."""
     return Sign()(a)
 
 
@@ -611,6 +656,7 @@ class Maximum(TensorOp):
 
 
 def maximum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise maximum of ``a`` and ``b``, broadcasting like numpy."""
     return Maximum()(a, b)
 
 
@@ -632,6 +678,7 @@ class Minimum(TensorOp):
 
 
 def minimum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise minimum of ``a`` and ``b``, broadcasting like numpy."""
     return Minimum()(a, b)
 
 
@@ -673,26 +720,38 @@ def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
 
 
 class Greater(_Compare):
+    """``a > b`` (or ``a > scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "greater"
 
 
 class GreaterEqual(_Compare):
+    """``a >= b`` (or ``a >= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "greater_equal"
 
 
 class Less(_Compare):
+    """``a < b`` (or ``a < scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "less"
 
 
 class LessEqual(_Compare):
+    """``a <= b`` (or ``a <= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "less_equal"
 
 
 class Equal(_Compare):
+    """``a == b`` (or ``a == scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "equal"
 
 
 class NotEqual(_Compare):
+    """``a != b`` (or ``a != scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = "not_equal"
 
 
@@ -702,22 +761,27 @@ def greater(a: Tensor, b: Any) -> Tensor:
 
 
 def greater_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a >= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(GreaterEqual, a, b)
 
 
 def less(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a < b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Less, a, b)
 
 
 def less_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a <= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(LessEqual, a, b)
 
 
 def equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a == b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Equal, a, b)
 
 
 def not_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a != b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(NotEqual, a, b)
 
 
@@ -767,6 +831,7 @@ class Transpose(_ViewOp):
 
 
 def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
+    """Swap two axes of ``a`` (the last two when ``axes`` is None)."""
     return Transpose(axes)(a)
 
 
@@ -795,10 +860,13 @@ class Permute(_ViewOp):
 
 
 def permute(a: Tensor, axes: tuple) -> Tensor:
+    """Reorder the axes of ``a``: axis ``i`` of the result is axis ``axes[i]`` of ``a``."""
     return Permute(axes)(a)
 
 
 class Reshape(_ViewOp):
+    """Reshape ``a`` to ``shape`` (same number of elements); the gradient reshapes back."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
@@ -814,10 +882,13 @@ class Reshape(_ViewOp):
 
 
 def reshape(a: Tensor, shape: tuple) -> Tensor:
+    """``a`` with the same elements in ``shape``."""
     return Reshape(shape)(a)
 
 
 class BroadcastTo(TensorOp):
+    """Broadcast ``a`` to ``shape`` (numpy rules); the gradient sums back (``unbroadcast``)."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape)
 
@@ -834,6 +905,7 @@ class BroadcastTo(TensorOp):
 
 
 def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
+    """Broadcast ``a`` to ``shape`` (numpy rules)."""
     return BroadcastTo(shape)(a)
 
 

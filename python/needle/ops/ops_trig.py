@@ -19,6 +19,8 @@ def float_input(a: Any, op: str) -> Any:
 
 
 class Sin(TensorOp):
+    """Element-wise sine; the gradient is ``cos``."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.sin(float_input(a, "sin"))
 
@@ -32,6 +34,8 @@ def sin(a: Tensor) -> Tensor:
 
 
 class Cos(TensorOp):
+    """Element-wise cosine; the gradient is ``-sin``."""
+
     def compute(self, a: Any) -> Any:
         return self.xp.cos(float_input(a, "cos"))
 

@@ -105,6 +105,7 @@ class TensorMethods:
         return ops.MatMul()(self._as_operand(other), self)
 
     def matmul(self, other: Tensor) -> Tensor:
+        """Matrix product ``self @ other``."""
         return ops.MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
@@ -134,10 +135,12 @@ class TensorMethods:
 
     def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Sum over ``axes`` (None: all); see :func:`needle.ops.summation`."""
         return ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
              keepdim: bool | None = None) -> Tensor:
+        """Mean over ``axes`` (None: all); see :func:`needle.ops.mean`."""
         return ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
@@ -147,12 +150,15 @@ class TensorMethods:
 
     def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
                   keepdim: bool | None = None) -> Tensor:
+        """Log-sum-exp over ``axes``; see :func:`needle.ops.logsumexp`."""
         return ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Softmax along ``axis`` (or ``dim``)."""
         return ops.softmax(self, axis, dim=dim)
 
     def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Log-softmax along ``axis`` (or ``dim``)."""
         return ops.logsoftmax(self, axis, dim=dim)
 
     @property
@@ -166,80 +172,101 @@ class TensorMethods:
         return ops.Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
+        """Broadcast to ``shape`` (numpy rules)."""
         return ops.BroadcastTo(shape)(self)
 
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape: ``x.reshape((2, 3))`` or ``x.reshape(2, 3)``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return ops.Reshape(shape)(self)
 
     def transpose(self, axes: tuple | None = None) -> Tensor:
+        """Swap two axes (the last two when ``axes`` is None)."""
         return ops.Transpose(axes)(self)
 
     def permute(self, *axes: Any) -> Tensor:
+        """Reorder the axes: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return ops.permute(self, axes)
 
     def exp(self) -> Tensor:
+        """Element-wise ``exp``."""
         return ops.exp(self)
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm."""
         return ops.log(self)
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``."""
         return ops.relu(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent."""
         return ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise logistic function."""
         return ops.sigmoid(self)
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root."""
         return ops.sqrt(self)
 
     # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
 
     def sin(self) -> Tensor:
+        """Element-wise sine."""
         return ops.sin(self)
 
     def cos(self) -> Tensor:
+        """Element-wise cosine."""
         return ops.cos(self)
 
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]`` (either bound may be None): :func:`ops.clamp`."""
         return ops.clamp(self, min, max)
 
     clip = clamp
 
     def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Minimum over ``axes`` (None: all); ties share the gradient, as in ``max``."""
         return ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Variance over ``axes`` with PyTorch's ``correction`` (1: the unbiased estimate)."""
         return ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Standard deviation over ``axes``: the square root of :meth:`var`."""
         return ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the maximum along ``axis`` (None: of the flattened tensor); no gradient."""
         return ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def argmin(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the minimum along ``axis`` (None: of the flattened tensor); no gradient."""
         return ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Drop size-1 axes (``axis`` None: all of them)."""
         return ops.squeeze(self, axis, dim=dim)
 
     def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Insert a size-1 axis at ``axis``."""
         return ops.unsqueeze(self, axis, dim=dim)
 
     def gather(self, axis: int | None = None, index: Any = None, *,
                dim: int | None = None) -> Tensor:
+        """Pick values along ``axis`` at ``index``, as PyTorch's ``gather`` does."""
         return ops.gather(self, axis, index, dim=dim)
 
 

@@ -112,6 +112,13 @@ class TensorTuple(Value):
         """The elements as a Python tuple of Tensors (each a ``TupleGetItem`` node)."""
         return tuple(self[i] for i in range(len(self)))
 
+    @property
+    def device(self) -> Any:
+        """The device of the elements."""
+        if self._device is PENDING:
+            realize(self)
+        return self._device
+
     def __repr__(self) -> str:
         return "needle.TensorTuple" + str(self.tuple())
 

@@ -11,21 +11,13 @@ from typing import Any
 
 import numpy
 
+from .._indexing import landed_mask as _landed_mask
+from .._indexing import selection_shape
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from .ops_mathematic import GetItem, ZerosLike, _normalize_index, unbroadcast
 
 __all__ = ["SetItem", "SetItemScalar", "LandedGetItem", "set_item", "assign_into"]
-
-
-def selection_shape(shape: tuple, index: Any, op: str = "setitem") -> tuple:
-    """The shape of ``a[index]`` for an array of ``shape``, without touching any data."""
-    dummy = numpy.broadcast_to(numpy.zeros((), dtype=numpy.int8), shape)
-    try:
-        return dummy[index].shape
-    except IndexError as e:
-        raise IndexOutOfRange(f"{op}: index {index!r} is invalid for shape {tuple(shape)}: "
-                              f"{e}") from None
 
 
 def assign_into(out: numpy.ndarray, index: Any, value: Any, op: str = "setitem") -> None:
@@ -36,7 +28,7 @@ def assign_into(out: numpy.ndarray, index: Any, value: Any, op: str = "setitem")
         raise IndexOutOfRange(f"{op}: index {index!r} is invalid for shape "
                               f"{tuple(out.shape)}: {e}") from None
     except ValueError as e:
-        shape = numpy.shape(value)
+        shape = tuple(getattr(value, "shape", ()))
         if shape:
             raise ShapeError(
                 f"{op}: cannot assign a value of shape {shape} to the selection "
@@ -50,21 +42,6 @@ def assign_into(out: numpy.ndarray, index: Any, value: Any, op: str = "setitem")
 def _has_index_arrays(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
     return any(isinstance(p, numpy.ndarray) and p.dtype.kind in "iu" for p in parts)
-
-
-def _landed_mask(shape: tuple, index: Any) -> numpy.ndarray | None:
-    """Which elements of the selection ``a[index]`` end up in ``a`` after ``a[index] = v``.
-
-    With repeated positions in integer index arrays only one write per position lands
-    (numpy's assignment decides which, so it decides here too). None when all land.
-    """
-    sel = selection_shape(shape, index)
-    size = int(numpy.prod(sel))
-    target = numpy.full(shape, -1, dtype=numpy.int64)
-    target[index] = numpy.arange(size).reshape(sel)
-    hit = numpy.zeros(size, dtype=bool)
-    hit[target[target >= 0]] = True
-    return None if hit.all() else hit.reshape(sel)
 
 
 class LandedGetItem(TensorOp):

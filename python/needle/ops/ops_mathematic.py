@@ -855,7 +855,7 @@ class Permute(_ViewOp):
         if self.axes is None:
             return Permute(None)(out_grad)
         n = len(self.axes)
-        inverse = tuple(int(i) for i in numpy.argsort([x % n for x in self.axes]))
+        inverse = tuple(sorted(range(n), key=lambda i: self.axes[i] % n))
         return Permute(inverse)(out_grad)
 
 

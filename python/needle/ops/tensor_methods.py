@@ -11,10 +11,32 @@ from typing import Any
 
 import numpy
 
-from .. import ops
 from .._dtype import scalar as _scalar_operand
 from ..errors import ShapeError
 from ..tensor import Tensor, TensorTuple
+from . import ops_logarithmic as _log
+from . import ops_mathematic as _math
+from . import ops_reduce as _reduce
+from . import ops_select as _select
+from . import ops_shape as _shape
+from . import ops_trig as _trig
+from . import ops_tuple as _tuple
+from .ops_mathematic import (
+    AddScalar,
+    BroadcastTo,
+    DivScalar,
+    EWiseAdd,
+    EWiseDiv,
+    EWiseMul,
+    EWisePow,
+    MatMul,
+    MulScalar,
+    Negate,
+    Permute,
+    PowerScalar,
+    Reshape,
+    Transpose,
+)
 
 
 class TensorMethods:
@@ -45,24 +67,24 @@ class TensorMethods:
     def __add__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseAdd()(self, other)
-        return ops.AddScalar(other)(self)
+            return EWiseAdd()(self, other)
+        return AddScalar(other)(self)
 
     __radd__ = __add__
 
     def __mul__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseMul()(self, other)
-        return ops.MulScalar(other)(self)
+            return EWiseMul()(self, other)
+        return MulScalar(other)(self)
 
     __rmul__ = __mul__
 
     def __pow__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWisePow()(self, other)
-        return ops.PowerScalar(other)(self)
+            return EWisePow()(self, other)
+        return PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
         base = self._as_operand(other)
@@ -72,62 +94,62 @@ class TensorMethods:
             kind_ok = numpy.dtype(self.dtype).kind == "f" or isinstance(base, int)
             base = Tensor(numpy.asarray(base), device=self.device,
                           dtype=self.dtype if kind_ok else numpy.float64, requires_grad=False)
-        return ops.EWisePow()(base, self)
+        return EWisePow()(base, self)
 
     def __sub__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseAdd()(self, ops.Negate()(other))
-        return ops.AddScalar(-other)(self)
+            return EWiseAdd()(self, Negate()(other))
+        return AddScalar(-other)(self)
 
     def __rsub__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseAdd()(other, ops.Negate()(self))
-        return ops.AddScalar(other)(ops.Negate()(self))
+            return EWiseAdd()(other, Negate()(self))
+        return AddScalar(other)(Negate()(self))
 
     def __truediv__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseDiv()(self, other)
-        return ops.DivScalar(other)(self)
+            return EWiseDiv()(self, other)
+        return DivScalar(other)(self)
 
     def __rtruediv__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
         if isinstance(other, Tensor):
-            return ops.EWiseDiv()(other, self)
-        return ops.MulScalar(other)(ops.PowerScalar(-1)(self))
+            return EWiseDiv()(other, self)
+        return MulScalar(other)(PowerScalar(-1)(self))
 
     def __matmul__(self, other: Any) -> Tensor:
-        return ops.MatMul()(self, self._as_operand(other))
+        return MatMul()(self, self._as_operand(other))
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return ops.MatMul()(self._as_operand(other), self)
+        return MatMul()(self._as_operand(other), self)
 
     def matmul(self, other: Tensor) -> Tensor:
         """Matrix product ``self @ other``."""
-        return ops.MatMul()(self, other)
+        return MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
-        return ops.Negate()(self)
+        return Negate()(self)
 
     def __abs__(self) -> Tensor:
-        return ops.abs(self)
+        return _math.abs(self)
 
     def __gt__(self, other: Any) -> Tensor:
-        return ops.greater(self, self._as_operand(other))
+        return _math.greater(self, self._as_operand(other))
 
     def __ge__(self, other: Any) -> Tensor:
-        return ops.greater_equal(self, self._as_operand(other))
+        return _math.greater_equal(self, self._as_operand(other))
 
     def __lt__(self, other: Any) -> Tensor:
-        return ops.less(self, self._as_operand(other))
+        return _math.less(self, self._as_operand(other))
 
     def __le__(self, other: Any) -> Tensor:
-        return ops.less_equal(self, self._as_operand(other))
+        return _math.less_equal(self, self._as_operand(other))
 
     def __getitem__(self, index: Any) -> Tensor:
-        return ops.get_item(self, index)
+        return _math.get_item(self, index)
 
     # -- methods --------------------------------------------------------------------------------
 
@@ -135,139 +157,139 @@ class TensorMethods:
 
     def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
-        """Sum over ``axes`` (None: all); see :func:`needle.ops.summation`."""
-        return ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
+        """Sum over ``axes`` (None: all); see :func:`needle._math.summation`."""
+        return _math.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
              keepdim: bool | None = None) -> Tensor:
-        """Mean over ``axes`` (None: all); see :func:`needle.ops.mean`."""
-        return ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
+        """Mean over ``axes`` (None: all); see :func:`needle._math.mean`."""
+        return _math.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
         """The maximum values over ``axes`` (no indices, also with ``dim``: Needle semantics)."""
-        return ops.max(self, axes, keepdims, dim=dim, keepdim=keepdim)
+        return _math.max(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
                   keepdim: bool | None = None) -> Tensor:
-        """Log-sum-exp over ``axes``; see :func:`needle.ops.logsumexp`."""
-        return ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
+        """Log-sum-exp over ``axes``; see :func:`needle._log.logsumexp`."""
+        return _log.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
         """Softmax along ``axis`` (or ``dim``)."""
-        return ops.softmax(self, axis, dim=dim)
+        return _log.softmax(self, axis, dim=dim)
 
     def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
         """Log-softmax along ``axis`` (or ``dim``)."""
-        return ops.logsoftmax(self, axis, dim=dim)
+        return _log.logsoftmax(self, axis, dim=dim)
 
     @property
     def T(self) -> Tensor:
         """All axes reversed, like ``numpy.ndarray.T`` (a 0-d or 1-d tensor is unchanged)."""
-        return ops.Permute(None)(self)
+        return Permute(None)(self)
 
     @property
     def mT(self) -> Tensor:
         """The last two axes swapped (a batch of matrices, each transposed)."""
-        return ops.Transpose(None)(self)
+        return Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
         """Broadcast to ``shape`` (numpy rules)."""
-        return ops.BroadcastTo(shape)(self)
+        return BroadcastTo(shape)(self)
 
     def reshape(self, *shape: Any) -> Tensor:
         """The same elements in a new shape: ``x.reshape((2, 3))`` or ``x.reshape(2, 3)``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        return ops.Reshape(shape)(self)
+        return Reshape(shape)(self)
 
     def transpose(self, axes: tuple | None = None) -> Tensor:
         """Swap two axes (the last two when ``axes`` is None)."""
-        return ops.Transpose(axes)(self)
+        return Transpose(axes)(self)
 
     def permute(self, *axes: Any) -> Tensor:
         """Reorder the axes: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        return ops.permute(self, axes)
+        return _math.permute(self, axes)
 
     def exp(self) -> Tensor:
         """Element-wise ``exp``."""
-        return ops.exp(self)
+        return _math.exp(self)
 
     def log(self) -> Tensor:
         """Element-wise natural logarithm."""
-        return ops.log(self)
+        return _math.log(self)
 
     def relu(self) -> Tensor:
         """Element-wise ``max(x, 0)``."""
-        return ops.relu(self)
+        return _math.relu(self)
 
     def tanh(self) -> Tensor:
         """Element-wise hyperbolic tangent."""
-        return ops.tanh(self)
+        return _math.tanh(self)
 
     def sigmoid(self) -> Tensor:
         """Element-wise logistic function."""
-        return ops.sigmoid(self)
+        return _math.sigmoid(self)
 
     def sqrt(self) -> Tensor:
         """Element-wise square root."""
-        return ops.sqrt(self)
+        return _math.sqrt(self)
 
     # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
 
     def sin(self) -> Tensor:
         """Element-wise sine."""
-        return ops.sin(self)
+        return _trig.sin(self)
 
     def cos(self) -> Tensor:
         """Element-wise cosine."""
-        return ops.cos(self)
+        return _trig.cos(self)
 
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        """Limit values to ``[min, max]`` (either bound may be None): :func:`ops.clamp`."""
-        return ops.clamp(self, min, max)
+        """Limit values to ``[min, max]`` (either bound may be None): :func:`_select.clamp`."""
+        return _select.clamp(self, min, max)
 
     clip = clamp
 
     def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
         """Minimum over ``axes`` (None: all); ties share the gradient, as in ``max``."""
-        return ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
+        return _reduce.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
         """Variance over ``axes`` with PyTorch's ``correction`` (1: the unbiased estimate)."""
-        return ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+        return _reduce.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
         """Standard deviation over ``axes``: the square root of :meth:`var`."""
-        return ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
+        return _reduce.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
         """Index of the maximum along ``axis`` (None: of the flattened tensor); no gradient."""
-        return ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
+        return _select.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def argmin(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
         """Index of the minimum along ``axis`` (None: of the flattened tensor); no gradient."""
-        return ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
+        return _select.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
         """Drop size-1 axes (``axis`` None: all of them)."""
-        return ops.squeeze(self, axis, dim=dim)
+        return _shape.squeeze(self, axis, dim=dim)
 
     def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
         """Insert a size-1 axis at ``axis``."""
-        return ops.unsqueeze(self, axis, dim=dim)
+        return _shape.unsqueeze(self, axis, dim=dim)
 
     def gather(self, axis: int | None = None, index: Any = None, *,
                dim: int | None = None) -> Tensor:
         """Pick values along ``axis`` at ``index``, as PyTorch's ``gather`` does."""
-        return ops.gather(self, axis, index, dim=dim)
+        return _select.gather(self, axis, index, dim=dim)
 
 
 
@@ -275,12 +297,12 @@ class TensorTupleMethods:
     """The methods :func:`attach` puts on :class:`~needle.tensor.TensorTuple`."""
 
     def __getitem__(self, index: int) -> Tensor:
-        return ops.tuple_get_item(self, index)
+        return _tuple.tuple_get_item(self, index)
 
     def __add__(self, other: TensorTuple) -> TensorTuple:
         if not isinstance(other, TensorTuple) or len(self) != len(other):
             raise ShapeError("TensorTuple +: needs another TensorTuple of the same length")
-        return ops.make_tuple(*[self[i] + other[i] for i in range(len(self))])
+        return _tuple.make_tuple(*[self[i] + other[i] for i in range(len(self))])
 
 
 def attach(*extra: tuple) -> None:

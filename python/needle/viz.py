@@ -43,7 +43,7 @@ from typing import Any
 import numpy
 
 from . import core
-from .core import Op, Value
+from .core import Op, Value, walk
 from .errors import DTypeError, GraphError, NeedleError
 
 __all__ = [
@@ -142,19 +142,14 @@ def _tag_created(output: Any, inputs: Any, tag: _ModuleTag) -> None:
     forward returned first) and are walked through, not re-tagged.
     """
     stop = {id(t) for t in _tensors_in(inputs)}
-    stack = [t for t in _tensors_in(output) if id(t) not in stop]
-    seen = {id(t) for t in stack}
-    while stack:
-        node = stack.pop()
+
+    def ours(node: Value) -> bool:
         current = _MODULE_OF.get(node)
-        if current is None:
+        return id(node) not in stop and (current is None or current.within(tag))
+
+    for node in walk([t for t in _tensors_in(output) if ours(t)], ours):
+        if _MODULE_OF.get(node) is None:
             _MODULE_OF[node] = tag
-        elif not current.within(tag):
-            continue
-        for inp in node.inputs:
-            if id(inp) not in stop and id(inp) not in seen:
-                seen.add(id(inp))
-                stack.append(inp)
 
 
 class record_modules:
@@ -351,22 +346,9 @@ def _quote(text: str) -> str:
 
 def _collect(roots: Iterable[Value], seen: dict, order: int) -> list[Value]:
     """Nodes behind ``roots`` not in ``seen``, inputs first; each is added to ``seen``."""
-    found: list[Value] = []
-    for root in roots:
-        if root in seen:
-            continue
-        seen[root] = order
-        stack = [(root, iter(root.inputs))]
-        while stack:
-            current, children = stack[-1]
-            for child in children:
-                if child not in seen:
-                    seen[child] = order
-                    stack.append((child, iter(child.inputs)))
-                    break
-            else:
-                stack.pop()
-                found.append(current)
+    found = walk(roots, visited=set(seen))
+    for node in found:
+        seen[node] = order
     return found
 
 

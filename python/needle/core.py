@@ -26,7 +26,7 @@ import numpy
 from ._fp import call_quietly, quiet_compute, run_quietly
 from .backend_selection import default_device, from_boundary, to_boundary
 from .errors import DeviceError, GraphError, ShapeError
-from .grad_mode import GRAD_MODE
+from .grad_mode import GRAD_MODE, OFF_THREADS
 
 __all__ = [
     "LAZY_MODE", "Op", "Value", "PENDING", "ENGINE_OPS", "live_values", "make_value",
@@ -340,39 +340,50 @@ def make_value(cls: type, op: Op, inputs: tuple) -> Value:
     detached leaf, so no graph is kept alive behind it. An input without data (a graph-mode
     placeholder, or anything in lazy mode) makes a node that computes on demand.
     """
+    # This is the hot path of every op: the one- and two-input cases are spelled out, and
+    # compute(op, arrays, device) is inlined.
     n = len(inputs)
-    if n == 1:
-        x = inputs[0]
-        device = x._device
-        requires_grad = x.requires_grad
-        arrays: Any = (x._data,)
-    elif n == 2:
+    if n == 2:
         x, y = inputs
         device = x._device
         if y._device is not device:
             device = common_device(op, inputs)
+        if device is PENDING or LAZY_MODE:
+            return _make_pending(cls, op, inputs, x.requires_grad or y.requires_grad)
+        xp = device.xp
+        if op.xp is not xp:
+            op.xp = xp
+        try:
+            data = run_quietly(op.compute, x._data, y._data)
+        except RuntimeError as e:
+            data = quiet_compute(e, op.compute, x._data, y._data)
         requires_grad = x.requires_grad or y.requires_grad
-        arrays = (x._data, y._data)
+    elif n == 1:
+        x = inputs[0]
+        device = x._device
+        if device is PENDING or LAZY_MODE:
+            return _make_pending(cls, op, inputs, x.requires_grad)
+        xp = device.xp
+        if op.xp is not xp:
+            op.xp = xp
+        try:
+            data = run_quietly(op.compute, x._data)
+        except RuntimeError as e:
+            data = quiet_compute(e, op.compute, x._data)
+        requires_grad = x.requires_grad
     else:
         device = common_device(op, inputs)
         requires_grad = any(x.requires_grad for x in inputs)
-        arrays = [x._data for x in inputs]
         if device is None:  # no inputs at all
             device = default_device()
-    if device is PENDING or LAZY_MODE:
-        return _make_pending(cls, op, inputs, requires_grad)
-    # compute(op, arrays, device), inlined: this is the hot path of every op.
-    xp = device.xp
-    if op.xp is not xp:
-        op.xp = xp
-    try:
-        data = run_quietly(op.compute, *arrays)
-    except RuntimeError as e:
-        data = quiet_compute(e, op.compute, *arrays)
+        if device is PENDING or LAZY_MODE:
+            return _make_pending(cls, op, inputs, requires_grad)
+        xp = device.xp
+        data = compute(op, [x._data for x in inputs], device)
     if data.__class__ is not _ndarray:
         data = as_array(data, xp)
-    value = object.__new__(cls)
-    if requires_grad and GRAD_MODE.enabled:
+    value = _new(cls)
+    if requires_grad and (not OFF_THREADS[0] or GRAD_MODE.enabled):
         value.op = op
         value.inputs = inputs
         value.requires_grad = True
@@ -386,6 +397,9 @@ def make_value(cls: type, op: Op, inputs: tuple) -> Value:
         for observe in OBSERVERS:
             observe(op, inputs, value)
     return value
+
+
+_new = object.__new__
 
 
 def _make_pending(cls: type, op: Op, inputs: tuple, requires_grad: bool) -> Value:
@@ -427,22 +441,25 @@ def walk(roots: Iterable[Value], descend: Callable[[Value], bool] | None = None,
     if visited is None:
         visited = set()
     order: list = []
+    add, emit = visited.add, order.append
     for root in roots:
         if root in visited:
             continue
-        visited.add(root)
-        stack = [(root, iter(root.inputs if stop is None or root not in stop else ()))]
-        while stack:
-            node, children = stack[-1]
-            for child in children:
+        add(root)
+        # The path from the root, and for each node on it the iterator of its inputs.
+        nodes = [root]
+        pending = [iter(() if stop is not None and root in stop else root.inputs)]
+        while pending:
+            for child in pending[-1]:
                 if child not in visited and (descend is None or descend(child)):
-                    visited.add(child)
-                    inputs = child.inputs if stop is None or child not in stop else ()
-                    stack.append((child, iter(inputs)))
+                    add(child)
+                    nodes.append(child)
+                    pending.append(iter(() if stop is not None and child in stop
+                                        else child.inputs))
                     break
             else:
-                stack.pop()
-                order.append(node)
+                pending.pop()
+                emit(nodes.pop())
     return order
 
 
@@ -533,33 +550,39 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     """
     checked = INPLACE_WRITES and ENGINE_OPS.inplace_prepare(output)
     order = walk((output,), _requires_grad)
-    partials: dict = {output: [out_grad]}
+    # node -> its partial adjoint, or the list of them once there are several.
+    partials: dict = {output: out_grad}
     result: dict = {}
     in_dtype_of = ENGINE_OPS.in_dtype_of
+    # Anomaly detection or in-place checks: every gradient goes through them.
+    gradient_of = _wrapped_gradient if GRADIENT_WRAPPERS else None
+    if checked:
+        inplace_gradient, inner = ENGINE_OPS.inplace_gradient, gradient_of or _op_gradient
+        gradient_of = lambda n, g: inplace_gradient(n, g, inner)  # noqa: E731
+    pop, get = partials.pop, partials.get
     for node in reversed(order):
-        node_partials = partials.pop(node, None)
-        if node_partials is None:
+        grad = pop(node, None)
+        if grad is None:
             continue  # every path to it returned None
-        if len(node_partials) == 1 and node_partials[0].__class__ is not TupleSlot:
-            grad = node_partials[0]
-        else:
-            grad = _sum_partials(node, node_partials)
-        if node._grad_hooks is not None or node._retains_grad:
+        if grad.__class__ is list:
+            grad = _sum_partials(node, grad)
+        elif grad.__class__ is TupleSlot:
+            grad = _sum_partials(node, [grad])
+        if node._grad_hooks is not None:  # hooks, or retain_grad
             grad = _apply_grad_hooks(node, grad)
         op = node.op
-        if node in wanted if wanted is not None else op is None:
-            result[node] = grad
         if op is None:
+            if wanted is None or node in wanted:
+                result[node] = grad
             continue
+        if wanted is not None and node in wanted:
+            result[node] = grad
         if op.tuple_index is not None:
             # An element of a tuple: pass the gradient on as (index, grad) and build
             # the tuple's adjoint once, instead of one mostly-zero tuple per element.
             grads: Any = (TupleSlot(op.tuple_index, grad),)
-        elif checked:
-            grads = ENGINE_OPS.inplace_gradient(
-                node, grad, _wrapped_gradient if GRADIENT_WRAPPERS else _op_gradient)
-        elif GRADIENT_WRAPPERS:
-            grads = _wrapped_gradient(node, grad)
+        elif gradient_of is not None:
+            grads = gradient_of(node, grad)
         else:
             grads = op.gradient(grad, node)
             if grads.__class__ is not tuple:
@@ -574,10 +597,13 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 if gd is None or xd is None or (
                         gd.__class__ is not tuple and gd.dtype is not xd.dtype):
                     g = in_dtype_of(g, inp)
-            if inp in partials:
-                partials[inp].append(g)
+            known = get(inp)
+            if known is None:
+                partials[inp] = g
+            elif known.__class__ is list:
+                known.append(g)
             else:
-                partials[inp] = [g]
+                partials[inp] = [known, g]
     if INPLACE_WRITES and partials:
         # A partial for a node already processed: only a cycle does that.
         raise GraphError("backward: the graph has a cycle (in-place bookkeeping went wrong); "
@@ -594,7 +620,7 @@ def _sum_partials(node: Value, partials: list) -> Value:
 
 def _apply_grad_hooks(node: Value, grad: Value) -> Value:
     """Run ``node``'s gradient hooks on its total gradient; keep it if it retains grad."""
-    for hook in list((node._grad_hooks or {}).values()):
+    for hook in list(node._grad_hooks.values()):
         replaced = hook(grad)
         if replaced is None:
             continue

@@ -19,6 +19,18 @@ class _GradMode(threading.local):
 
 
 GRAD_MODE = _GradMode()
+# How many threads have grad mode off right now: while it is 0 every thread records, and
+# the engine reads this plain counter instead of the (slower) thread-local flag.
+OFF_THREADS = [0]
+_LOCK = threading.Lock()
+
+
+def _set(mode: bool) -> None:
+    previous = GRAD_MODE.enabled
+    if previous != mode:
+        with _LOCK:
+            OFF_THREADS[0] += -1 if mode else 1
+        GRAD_MODE.enabled = mode
 
 
 def is_grad_enabled() -> bool:
@@ -41,11 +53,11 @@ class set_grad_enabled:
 
     def __enter__(self) -> set_grad_enabled:
         self._previous.append(GRAD_MODE.enabled)
-        GRAD_MODE.enabled = self.mode
+        _set(self.mode)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        GRAD_MODE.enabled = self._previous.pop()
+        _set(self._previous.pop())
 
     def __call__(self, fn: Callable) -> Callable:
         mode = self.mode

@@ -293,6 +293,8 @@ class Tensor(Value):
             )
         if self.op is not None:
             self._retains_grad = True
+            if self._grad_hooks is None:
+                self._grad_hooks = {}  # the reverse pass checks this one attribute
 
     @property
     def retains_grad(self) -> bool:

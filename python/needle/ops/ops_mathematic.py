@@ -308,7 +308,8 @@ class AddScalar(TensorOp):
     """``a + scalar`` element-wise; the scalar keeps the tensor's dtype."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "add_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "add_scalar")
 
     def compute(self, a: Any) -> Any:
         return self.xp.add(a, self.scalar)
@@ -349,7 +350,8 @@ class MulScalar(TensorOp):
     """``a * scalar`` element-wise; the scalar keeps the tensor's dtype."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "mul_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "mul_scalar")
 
     def compute(self, a: Any) -> Any:
         return self.xp.multiply(a, self.scalar)
@@ -390,7 +392,8 @@ class PowerScalar(TensorOp):
     """Op raise a tensor to an (integer or real) power."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "power_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "power_scalar")
 
     def compute(self, a: Any) -> Any:
         xp = self.xp
@@ -439,7 +442,8 @@ class DivScalar(TensorOp):
     """``a / scalar`` element-wise."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "divide_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "divide_scalar")
 
     def compute(self, a: Any) -> Any:
         return self.xp.divide(a, self.scalar)

@@ -49,6 +49,8 @@ __all__ = [
     "divide",
     "DivScalar",
     "divide_scalar",
+    "EWiseSub",
+    "subtract",
     "Negate",
     "negate",
     "Log",
@@ -455,6 +457,32 @@ class DivScalar(TensorOp):
 def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
     """``a / scalar`` element-wise."""
     return DivScalar(scalar)(a)
+
+
+class EWiseSub(TensorOp):
+    """``a - b`` element-wise, with numpy broadcasting: one pass where ``a + (-b)`` makes two.
+
+    ``a - b`` builds ``EWiseAdd(a, Negate(b))`` when it records a graph (the course counts
+    those two nodes); this op computes it when nothing is recorded (``p.data - lr * g``).
+    """
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.subtract(a, b)
+        except ValueError:
+            raise _broadcast_error("subtract", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        return (unbroadcast(out_grad, a) if a.requires_grad else None,
+                unbroadcast(-out_grad, b) if b.requires_grad else None)
+
+
+def subtract(a: Tensor, b: Tensor) -> Tensor:
+    """``a - b`` element-wise (numpy broadcasting), as one op."""
+    return EWiseSub()(a, b)
 
 
 class Negate(TensorOp):

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy
 
+from .. import core
 from .._dtype import scalar as _scalar_operand
-from ..errors import ShapeError
 from ..core import make_value
+from ..errors import ShapeError
+from ..grad_mode import is_grad_enabled
 from ..tensor import Tensor, TensorTuple
 from . import ops_logarithmic as _log
 from . import ops_mathematic as _math
@@ -30,6 +32,7 @@ from .ops_mathematic import (
     EWiseDiv,
     EWiseMul,
     EWisePow,
+    EWiseSub,
     MatMul,
     MulScalar,
     Negate,
@@ -111,6 +114,10 @@ class TensorMethods:
             other = self._as_operand(other)
             if not isinstance(other, Tensor):
                 return make_value(Tensor, AddScalar(-other), (self,))
+        if not (self.requires_grad or other.requires_grad) or not is_grad_enabled():
+            if self._data is not None and other._data is not None and not core.LAZY_MODE:
+                # Nothing is recorded: one subtraction instead of a negation and an add.
+                return make_value(Tensor, EWiseSub(), (self, other))
         return make_value(Tensor, EWiseAdd(), (self, make_value(Tensor, Negate(), (other,))))
 
     def __rsub__(self, other: Any) -> Tensor:

@@ -67,6 +67,7 @@ def _sum_all(out):
 # name -> (function of tensors, input arrays); every one computes (no pure view ops).
 CASES = {
     "add": (lambda a, b: a + b, [_data(2, 3), _data(3)]),
+    "subtract": (lambda a, b: ndl.subtract(a, b), [_data(2, 3), _data(3)]),
     "multiply": (lambda a, b: a * b, [_data(2, 3), _data(2, 1)]),
     "divide": (lambda a, b: a / b, [_data(2, 3), _data(2, 3, positive=True)]),
     "power": (lambda a, b: ndl.power(a, b), [_data(2, 3, positive=True), _data(2, 3)]),

@@ -1099,10 +1099,23 @@ def matmul_arrays(xp: Any, av: Any, bv: Any, op: str, vectors: bool = False) -> 
         raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
                          f"aligned ({av.shape[-1]} != {inner_b})")
     try:
-        return xp.matmul(av, bv)
+        return xp.matmul(_blas_layout(xp, av), _blas_layout(xp, bv))
     except ValueError:
         raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
                          "cannot be broadcast together") from None
+
+
+def _blas_layout(xp: Any, a: Any) -> Any:
+    """``a`` itself if each of its matrices is a plain or transposed dense block (what BLAS
+    takes), else a contiguous copy. Gradients are often broadcast (stride-0) views, which
+    ``matmul`` would multiply in a slow loop of its own."""
+    if a.ndim < 2:
+        return a if a.strides[0] == a.itemsize else xp.ascontiguousarray(a)
+    row, col = a.strides[-2:]
+    size = a.itemsize
+    if (col == size and row >= size * a.shape[-1]) or (row == size and col >= size * a.shape[-2]):
+        return a
+    return xp.ascontiguousarray(a)
 
 
 class MatMul(TensorOp):

@@ -81,7 +81,7 @@ def build(name: str, data: dict) -> Case:
     """The HIPS autograd Case of workload ``name``."""
     if name in ("W1", "W4"):
         return chain(data)
-    if name in ("W2", "W5"):
+    if name in ("W2", "W2c", "W5"):
         return mlp(data)
     if name == "W3":
         return matmuls(data)

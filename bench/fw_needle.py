@@ -74,6 +74,48 @@ def mlp(data: dict) -> Case:
     return Case(step, result)
 
 
+def mlp_course(data: dict) -> Case:
+    """W2c: the W2 step as the course's homework writes it (hw2's nn_epoch style):
+    ``broadcast_to(reshape(b, (1, n)), (B, n))`` bias adds, the loss as
+    ``logsumexp(z) - summation(z * one_hot)``, updates ``p.data = p.data - lr * p.grad.data``.
+    """
+    X = _const(data["X"])
+    batch = data["X"].shape[0]
+    classes = data["params"]["W3"].shape[1]
+    one_hot = _const(np.eye(classes, dtype=np.float32)[data["y"]])
+    params = {}
+    for i in (1, 2, 3):
+        params[f"W{i}"] = _const(data["params"][f"W{i}"], requires_grad=True)
+        params[f"b{i}"] = _const(data["params"][f"b{i}"].reshape(-1), requires_grad=True)
+    lr = data["lr"]
+    last: dict = {}
+
+    def step() -> None:
+        h = X
+        for i in (1, 2, 3):
+            b = params[f"b{i}"]
+            n = b.shape[0]
+            z = h @ params[f"W{i}"] + ndl.broadcast_to(ndl.reshape(b, (1, n)), (batch, n))
+            h = ndl.relu(z) if i < 3 else z
+        loss = ndl.summation(ndl.logsumexp(z, axes=(1,)) - ndl.summation(z * one_hot, axes=(1,)))
+        loss = loss / batch
+        loss.backward()
+        for p in params.values():
+            p.data = p.data - lr * p.grad.data
+        last["loss"] = loss.detach()
+
+    def result() -> dict:
+        out = {"loss": last["loss"].numpy()}
+        for i in (1, 2, 3):
+            out[f"gW{i}"] = params[f"W{i}"].grad.numpy()
+            out[f"gb{i}"] = params[f"b{i}"].grad.numpy().reshape(1, -1)
+            out[f"W{i}"] = params[f"W{i}"].numpy()
+            out[f"b{i}"] = params[f"b{i}"].numpy().reshape(1, -1)
+        return out
+
+    return Case(step, result)
+
+
 def matmuls(data: dict) -> Case:
     """W3: loss = sum(relu(X @ W1) @ W2); gradients of W1 and W2."""
     X = _const(data["X"])
@@ -117,6 +159,8 @@ def build(name: str, data: dict) -> Case:
         return chain(data)
     if name in ("W2", "W5"):
         return mlp(data)
+    if name == "W2c":
+        return mlp_course(data)
     if name == "W3":
         return matmuls(data)
     if name == "W6":

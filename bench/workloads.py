@@ -44,6 +44,9 @@ WORKLOADS = {
     "W2": Workload("W2", "MLP 784-512-256-10 training step, batch 128", "ms/step", 1e3,
                    number=5, repeats=15, tol=2e-4,
                    sizes={"batch": 128, "dims": (784, 512, 256, 10)}),
+    "W2c": Workload("W2c", "the W2 step in the course's style: broadcast_to bias, logsumexp "
+                    "loss, p.data updates", "ms/step", 1e3, number=5, repeats=15, tol=2e-4,
+                    sizes={"batch": 128, "dims": (784, 512, 256, 10)}),
     "W3": Workload("W3", "relu(X@W1)@W2, 1024x1024, fwd+bwd", "ms/step", 1e3,
                    number=1, repeats=10, tol=2e-4, sizes={"n": 1024}),
     "W4": Workload("W4", f"deep graph: {W4_OPS:,}-op chain on (1,), fwd+bwd", "s", 1.0,
@@ -173,7 +176,7 @@ def make_data(name: str, **sizes: object) -> dict:
     sizes = {**WORKLOADS[name].sizes, **sizes}
     if name in ("W1", "W4"):
         return chain_data(sizes["n_ops"], sizes["n"], deep=name == "W4")
-    if name in ("W2", "W5"):
+    if name in ("W2", "W2c", "W5"):
         return mlp_data(sizes["batch"] if "batch" in sizes else 128,
                         sizes["dims"] if "dims" in sizes else (784, 512, 256, 10))
     if name == "W3":

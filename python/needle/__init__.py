@@ -34,6 +34,7 @@ from .errors import (
     ShapeError,
 )
 from .ops import *  # noqa: F403
+from . import inplace  # noqa: E402,I001  (in-place ops: Tensor.add_, x[i] = v, ...)
 
 # The training stack; init's ones/zeros(_like) (shape arguments) replace the op versions.
 from . import init, nn, optim, data  # noqa: E402,I001

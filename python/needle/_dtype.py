@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy
 
-from ._array import as_numpy
 from .errors import DTypeError
 
 __all__ = ["scalar", "operands", "operand_pair", "promote_pair", "promote_types"]
@@ -60,33 +59,32 @@ def promote_types(*dtypes: Any) -> numpy.dtype:
     return numpy.result_type(*(floats or dts))
 
 
-def operand_pair(a: Any, b: Any) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """Numpy views of two backend arrays an op combines; an integer or bool operand meeting
+def operand_pair(xp: Any, a: Any, b: Any) -> tuple[Any, Any]:
+    """Two arrays an op combines (of namespace ``xp``); an integer or bool operand meeting
     a float one is cast to that float dtype (rule 1). No copy when the dtypes agree.
 
-    Element-wise ops inline the test ``av.dtype is not bv.dtype`` and call
+    Element-wise ops inline the test ``a.dtype is not b.dtype`` and call
     :func:`promote_pair` only then: it saves a Python call on the hot path.
     """
-    av, bv = as_numpy(a), as_numpy(b)
-    if av.dtype is bv.dtype:
-        return av, bv
-    return promote_pair(av, bv)
+    if a.dtype is b.dtype:
+        return a, b
+    return promote_pair(xp, a, b)
 
 
-def promote_pair(av: numpy.ndarray, bv: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
-    """:func:`operand_pair` on numpy arrays whose dtypes may differ."""
+def promote_pair(xp: Any, av: Any, bv: Any) -> tuple[Any, Any]:
+    """:func:`operand_pair` on arrays whose dtypes may differ."""
     ad, bd = av.dtype, bv.dtype
     if ad.kind == "f":
         if bd.kind != "f":
-            bv = bv.astype(ad)
+            bv = xp.asarray(bv, dtype=ad)
     elif bd.kind == "f":
-        av = av.astype(bd)
+        av = xp.asarray(av, dtype=bd)
     return av, bv
 
 
-def operands(arrays: Any) -> list[numpy.ndarray]:
-    """:func:`operand_pair` for any number of backend arrays (stack, concatenation)."""
-    views = [as_numpy(a) for a in arrays]
+def operands(xp: Any, arrays: Any) -> list:
+    """:func:`operand_pair` for any number of arrays (stack, concatenation)."""
+    views = list(arrays)
     if not views:
         return views
     first = views[0].dtype
@@ -96,4 +94,4 @@ def operands(arrays: Any) -> list[numpy.ndarray]:
     if not floats or len(floats) == len(views):
         return views
     target = numpy.result_type(*floats)
-    return [v if v.dtype.kind == "f" else v.astype(target) for v in views]
+    return [v if v.dtype.kind == "f" else xp.asarray(v, dtype=target) for v in views]

@@ -1,112 +1,34 @@
-"""The numpy "device" used when ``NEEDLE_BACKEND=np``: arrays are plain ``numpy.ndarray``."""
+"""The devices of the numpy backend (``NEEDLE_BACKEND=np``, the course's hw1/hw2 world).
 
-from typing import Any
+There is one device class in needle, ``backend_ndarray.BackendDevice`` (a name plus an
+array namespace); under this backend ``cpu()`` is the only device (``cpu_numpy()`` is the
+same one) and tensors show their data as plain ``numpy.ndarray``.
+"""
 
-import numpy
+from .backend_ndarray.device import BackendDevice, cuda
+from .backend_ndarray.device import cpu as _nd_cpu
 
-from .errors import device_unavailable
+__all__ = ["Device", "CPUDevice", "cpu", "cpu_numpy", "cuda", "default_device", "all_devices"]
 
-__device_name__ = "numpy"
-_datatype = numpy.float32
-_datetype_size = numpy.dtype(_datatype).itemsize
-
-
-class Device:
-    """Indicates the device supporting an NDArray."""
-
-
-class CPUDevice(Device):
-    """Represents data that sits in CPU memory, as numpy arrays."""
-
-    def __repr__(self) -> str:
-        return "needle.cpu()"
-
-    def __hash__(self) -> int:
-        return self.__repr__().__hash__()
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CPUDevice)
-
-    def enabled(self) -> bool:
-        """Always True: numpy is always there."""
-        return True
-
-    def zeros(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
-        """A numpy array of zeros of ``shape``."""
-        return numpy.zeros(shape, dtype=dtype)
-
-    def ones(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
-        """A numpy array of ones of ``shape``."""
-        return numpy.ones(shape, dtype=dtype)
-
-    def randn(self, *shape: int) -> numpy.ndarray:
-        """Standard normal samples of ``shape`` (one draw from numpy's global RNG)."""
-        # One draw from the global RNG for the whole shape: golden values depend on it.
-        return numpy.random.randn(*shape)
-
-    def rand(self, *shape: int) -> numpy.ndarray:
-        """Uniform [0, 1) samples of ``shape`` (one draw from numpy's global RNG)."""
-        return numpy.random.rand(*shape)
-
-    def one_hot(self, n: int, i: Any, dtype: Any = "float32") -> numpy.ndarray:
-        """One-hot vectors of length ``n`` for the integer labels ``i``: ``i.shape + (n,)``."""
-        ids = numpy.asarray(i, dtype=numpy.int64)
-        out = numpy.zeros(ids.shape + (n,), dtype=dtype)
-        numpy.put_along_axis(out, ids[..., None], 1, axis=-1)
-        return out
-
-    def empty(self, shape: tuple, dtype: Any = "float32") -> numpy.ndarray:
-        """An uninitialised numpy array of ``shape``."""
-        return numpy.empty(shape, dtype=dtype)
-
-    def full(self, shape: tuple, fill_value: float, dtype: Any = "float32") -> numpy.ndarray:
-        """A numpy array of ``shape`` filled with ``fill_value``."""
-        return numpy.full(shape, fill_value, dtype=dtype)
+Device = BackendDevice
+CPUDevice = BackendDevice  # the course's name for the cpu device's class
 
 
-class _DisabledDevice(Device):
-    """A device that is not available on this machine (``cuda()`` without a GPU)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name + "()"
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _DisabledDevice) and other.name == self.name
-
-    def enabled(self) -> bool:
-        return False
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached for what a disabled device lacks (rand, randn, Array, ...).
-        if name.startswith("__") or name == "name":
-            raise AttributeError(name)
-        raise device_unavailable(self, f"{self!r}.{name}")
+def cpu() -> BackendDevice:
+    """The cpu device (numpy)."""
+    return _nd_cpu()
 
 
-def cpu() -> CPUDevice:
-    """Return cpu device."""
-    return CPUDevice()
+def cpu_numpy() -> BackendDevice:
+    """The same device as :func:`cpu` under this backend."""
+    return _nd_cpu()
 
 
-cpu_numpy = cpu
+def default_device() -> BackendDevice:
+    """The device used when none is given: :func:`cpu`."""
+    return _nd_cpu()
 
 
-def cuda() -> Device:
-    """No GPU array library backs the numpy backend: a disabled device."""
-    return _DisabledDevice("cuda")
-
-
-def default_device() -> CPUDevice:
-    """The device new tensors use: ``cpu()``."""
-    return cpu()
-
-
-def all_devices() -> list:
-    """Return a list of all available devices."""
-    return [cpu()]
+def all_devices() -> list[BackendDevice]:
+    """The devices of this backend: ``[cpu()]``."""
+    return [_nd_cpu()]

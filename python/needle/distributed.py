@@ -60,9 +60,8 @@ from typing import Any
 
 import numpy as np
 
-from ._array import as_numpy, wrap
-from .autograd import Tensor
 from .errors import DTypeError, NeedleError, ShapeError
+from .tensor import Tensor, raw_tensor, realize
 
 __all__ = [
     "DistributedError", "ReduceOp", "init_process_group", "is_initialized", "is_available",
@@ -669,7 +668,7 @@ def _float_array(where: str, tensor: Any) -> np.ndarray:
     """The numpy view of a float32/float64 tensor's data."""
     if not isinstance(tensor, Tensor):
         raise DTypeError(f"{where}: expected a needle Tensor, got {type(tensor).__name__}")
-    array = as_numpy(tensor.realize_cached_data())
+    array = realize(tensor)
     if array.dtype not in _FLOATS:
         raise DTypeError(f"{where}: tensors must be float32 or float64, got {array.dtype}")
     return array
@@ -705,7 +704,7 @@ def _in_place(tensor: Tensor, array: np.ndarray, run: Any) -> None:
     if array.flags.writeable:
         array[...] = work
     else:  # e.g. a read-only broadcast view: the tensor gets new storage
-        tensor.cached_data = wrap(work, tensor.realize_cached_data())
+        tensor._set_data(work)
 
 
 def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM) -> None:
@@ -804,16 +803,15 @@ def all_gather(tensor_list: list, tensor: Tensor) -> None:
         gathered[0] = send
     else:
         world.call("all_gather", world.comm.Allgather, world.buf(send), world.buf(gathered))
-    like = tensor.realize_cached_data()
     if not targets:
         for r in range(world.size):
-            tensor_list.append(Tensor.make_const(wrap(np.array(gathered[r]), like)))
+            tensor_list.append(raw_tensor(np.array(gathered[r]), tensor._device))
         return
     for r, (target_tensor, target) in enumerate(zip(tensor_list, targets)):
         if target.flags.writeable:
             target[...] = gathered[r]
         else:
-            target_tensor.cached_data = wrap(np.array(gathered[r]), like)
+            target_tensor._set_data(np.array(gathered[r]))
 
 
 def barrier() -> None:

@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy
 
-from . import _array, ops
-from .autograd import Tensor, enable_grad, reverse_pass
+from . import ops
+from .core import reverse_pass
 from .errors import ShapeError
+from .grad_mode import enable_grad
+from .tensor import Tensor, raw_tensor, realize
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "hvp", "jacobian", "hessian"]
 
@@ -30,7 +32,7 @@ def _leaf(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         if x.requires_grad:
             return x
-        return Tensor.make_const(x.realize_cached_data(), requires_grad=True)
+        return raw_tensor(realize(x), x._device, requires_grad=True)
     arr = numpy.asarray(x)
     return Tensor(arr, dtype=arr.dtype if arr.dtype.kind == "f" else None, requires_grad=True)
 
@@ -47,9 +49,9 @@ def _like(value: Any, ref: Tensor, what: str) -> Tensor:
 
 def _const(values: numpy.ndarray, ref: Tensor, requires_grad: bool = False) -> Tensor:
     """``values`` (of ``ref``'s shape) as a constant in ``ref``'s dtype, on its device."""
-    data = ref.realize_cached_data()
-    return Tensor.make_const(_array.wrap(numpy.asarray(values, data.dtype), data),
-                             requires_grad=requires_grad)
+    data = realize(ref)
+    return raw_tensor(ref._device.asarray(numpy.asarray(values), data.dtype), ref._device,
+                      requires_grad=requires_grad)
 
 
 def _ones(ref: Tensor) -> Tensor:

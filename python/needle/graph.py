@@ -26,12 +26,12 @@ from typing import Any
 import numpy
 
 from . import ops
-from ._array import as_numpy, from_numpy
-from ._fp import call_quietly
-from .autograd import Tensor, Value, _check_device, enable_grad, find_topo_sort, reverse_pass
-from .backend_selection import default_device
+from .backend_selection import default_device, tensor_dtype
+from .core import Value, common_device, compute, find_topo_sort, realize, reverse_pass, walk
 from .errors import NeedleError
+from .grad_mode import enable_grad
 from .ops import ops_graph
+from .tensor import Tensor, check_device
 
 __all__ = [
     "Variable", "Evaluator", "gradients", "topological_sort", "node_name",
@@ -54,7 +54,6 @@ class Variable(Tensor):
     __slots__ = ()
 
     def __init__(self, name: str) -> None:
-        self.grad = None
         self._init(None, (), cached_data=None, requires_grad=True)
         self.name = name
 
@@ -123,13 +122,14 @@ def _snake(op: Any) -> str:
 
 
 def _leaf_name(node: Value) -> str:
-    data = node.cached_data
+    data = node._data
     if data is None:
         return "placeholder"
     if isinstance(data, tuple):
         return "const_tuple"
-    arr = as_numpy(data)
-    return _num(arr.reshape(-1)[0].item()) if arr.size == 1 else f"const{tuple(arr.shape)}"
+    if data.size == 1:
+        return _num(node._device.to_numpy(data).reshape(-1)[0].item())
+    return f"const{tuple(data.shape)}"
 
 
 def _own_name(node: Value, names: list) -> str:
@@ -145,36 +145,34 @@ def node_name(node: Value) -> str:
     cache = node.__dict__
     if "_name" in cache:
         return cache["_name"]
-    # Iterative post-order over the nodes not yet named, so deep graphs do not recurse.
-    stack = [(node, iter(node.inputs))]
-    while stack:
-        current, children = stack[-1]
-        for child in children:
-            if "_name" not in child.__dict__:
-                stack.append((child, iter(child.inputs)))
-                break
-        else:
-            stack.pop()
-            if "_name" not in current.__dict__:
-                names = [x.__dict__["_name"] for x in current.inputs]
-                current.__dict__["_name"] = _own_name(current, names)
+    # Post-order over the nodes not yet named, so every node's inputs are named first.
+    for current in walk((node,), _unnamed):
+        names = [x.__dict__["_name"] for x in current.inputs]
+        current.__dict__["_name"] = _own_name(current, names)
     return cache["_name"]
+
+
+def _unnamed(node: Value) -> bool:
+    return "_name" not in node.__dict__
+
+
+def _get_name(node: Value) -> str:
+    return node_name(node)
+
+
+def _set_name(node: Value, value: str) -> None:
+    node.__dict__["_name"] = str(value)
 
 
 def _is_symbolic(node: Value) -> bool:
     """True when ``node`` depends on a placeholder, i.e. has no value outside an Evaluator."""
-    if node.cached_data is not None:
+    if node._data is not None:
         return False
-    seen, stack = {node}, [node]
-    while stack:
-        current = stack.pop()
-        if current.op is None:
-            return True
-        for x in current.inputs:
-            if x not in seen and x.cached_data is None:
-                seen.add(x)
-                stack.append(x)
-    return False
+    return any(n.op is None for n in walk((node,), _no_data))
+
+
+def _no_data(node: Value) -> bool:
+    return node._data is None
 
 
 def symbolic_repr(node: Value) -> str | None:
@@ -207,25 +205,8 @@ def topological_sort(nodes: Value | Iterable[Value]) -> list[Value]:
 def _order_until(nodes: list, fed: dict) -> tuple[list, list]:
     """Topological order of what computing ``nodes`` needs (not descending into fed nodes),
     and the placeholders in it that have no feed."""
-    visited: set = set()
-    order, missing = [], []
-    for root in nodes:
-        if root in visited:
-            continue
-        visited.add(root)
-        stack = [(root, iter(() if root in fed else root.inputs))]
-        while stack:
-            current, children = stack[-1]
-            for child in children:
-                if child not in visited:
-                    visited.add(child)
-                    stack.append((child, iter(() if child in fed else child.inputs)))
-                    break
-            else:
-                stack.pop()
-                order.append(current)
-                if current.op is None and current.cached_data is None and current not in fed:
-                    missing.append(current)
+    order = walk(nodes, stop=fed)
+    missing = [n for n in order if n.op is None and n._data is None and n not in fed]
     return order, missing
 
 
@@ -251,17 +232,19 @@ class Evaluator:
                 raise TypeError(f"Evaluator: eval_nodes must be graph nodes, got "
                                 f"{type(n).__name__}")
         if device is not None:
-            _check_device(device, "Evaluator")
+            check_device(device, "Evaluator")
         self.device = device
         self._graph: set | None = None
 
-    def _array(self, node: Value, value: Any) -> Any:
+    def _array(self, node: Value, value: Any) -> tuple:
+        """``(array, device)`` of a feed."""
         if isinstance(value, Tensor):
-            return value.realize_cached_data()
+            return realize(value), value.device
         arr = numpy.asarray(value)
+        device = self.device or default_device()
         # Float feeds keep their dtype (float64 in, float64 out); ints/bools become floats.
-        dtype = arr.dtype if arr.dtype.kind == "f" else None
-        return from_numpy(arr, self.device or default_device(), dtype)
+        dtype = arr.dtype if arr.dtype.kind == "f" else tensor_dtype(None, arr.dtype)
+        return device.asarray(arr, dtype), device
 
     def run(self, input_values: dict) -> list[numpy.ndarray]:
         """Compute the eval nodes given ``{Variable: array}``; returns numpy arrays.
@@ -288,17 +271,29 @@ class Evaluator:
             raise ValueError(f"Evaluator.run: no value fed for Variable {_names(missing)}; "
                              "add it to input_values")
         values: dict = {}
+        devices: dict = {}
         for node in order:
             if node in input_values:
-                values[node] = self._array(node, input_values[node])
+                values[node], devices[node] = self._array(node, input_values[node])
             elif node.op is None:
-                values[node] = node.cached_data
+                values[node], devices[node] = node._data, node._device
             else:
                 try:
-                    values[node] = call_quietly(node.op.compute, *[values[x] for x in node.inputs])
+                    device = common_device(node.op, [_Fed(devices[x]) for x in node.inputs])
+                    values[node] = compute(node.op, [values[x] for x in node.inputs], device)
+                    devices[node] = device
                 except NeedleError as e:
                     raise type(e)(f"{e} [in graph node {node_name(node)!r}]") from e
-        return [numpy.array(as_numpy(values[n])) for n in self.eval_nodes]
+        return [devices[n].to_numpy(values[n]) for n in self.eval_nodes]
+
+
+class _Fed:
+    """A stand-in with the device of a computed value (for ``core.common_device``)."""
+
+    __slots__ = ("_device",)
+
+    def __init__(self, device: Any) -> None:
+        self._device = device
 
 
 def gradients(output_node: Value, nodes: Iterable[Value]) -> list[Tensor]:
@@ -450,3 +445,9 @@ def matmul_layernorm(a: Tensor, b: Tensor, normalized_shape: int | tuple,
 def matmul_softmax(a: Tensor, b: Tensor, dim: int = -1) -> Tensor:
     """``softmax(a @ b, dim)`` as one fused node."""
     return ops.matmul_softmax(a, b, dim)
+
+
+# How a tensor without data prints (``needle.graph.Node((x1*x2))``), and its ``name``.
+Tensor._symbolic_repr = symbolic_repr
+Tensor.name = property(_get_name, _set_name, doc="A readable name built from the graph, "
+                       "e.g. ``(x1*x2)`` (see ``needle.graph``); assignable.")

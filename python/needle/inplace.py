@@ -36,10 +36,16 @@ from typing import Any
 
 import numpy
 
-from . import _array, autograd
-from .autograd import Tensor, Value, _user_site
-from .backend_selection import BACKEND
+from . import core, grad_mode
+from .anomaly import user_site as _user_site
+from .backend_selection import from_boundary
+from .core import Value
 from .errors import DeviceError, DTypeError, GraphError, ShapeError
+from .ops import GetItem, Permute, Reshape, SetItem, SetItemScalar, Transpose, set_item
+from .ops.ops_inplace import assign_into
+from .ops.ops_mathematic import _normalize_index, _ViewOp
+from .ops.tensor_methods import attach
+from .tensor import Tensor
 
 __all__ = ["add_", "sub_", "mul_", "div_", "fill_", "zero_", "copy_", "setitem", "version"]
 
@@ -143,7 +149,6 @@ class _Log:
         return self.tracked[lo:hi]
 
 
-_CHECK_DEVICES = BACKEND == "nd"
 # id(buffer) -> its log; entries leave with their buffer.
 _LOGS: dict[int, _Log] = {}
 # Tensors that were rebased while alive: the engine redirects their earlier users.
@@ -168,7 +173,7 @@ class _WeakRef:
 
 def _buffer(data: Any) -> numpy.ndarray:
     """The numpy array that owns the memory behind ``data`` (shared by all its views)."""
-    return _owner(_array.as_numpy(data))
+    return _owner(from_boundary(data)[0])
 
 
 def _owner(arr: numpy.ndarray) -> numpy.ndarray:
@@ -202,8 +207,11 @@ class _Clock:
 def _record_write(written: numpy.ndarray, op: str, tracked: bool) -> int:
     """Bump the version of the buffer behind ``written`` (the numpy view of the elements
     written); return the write's epoch."""
-    autograd._INPLACE_WRITES += 1
-    epoch = _Clock.write = autograd._INPLACE_WRITES
+    if not core.INPLACE_WRITES:
+        # From now on every new Value remembers the write clock (core.stamp).
+        core.OBSERVERS.append(core.stamp)
+    core.INPLACE_WRITES += 1
+    epoch = _Clock.write = core.INPLACE_WRITES
     if tracked:
         _Clock.tracked = epoch
     owner = _owner(written)
@@ -218,7 +226,7 @@ def _record_write(written: numpy.ndarray, op: str, tracked: bool) -> int:
 
 def version(t: Tensor) -> int:
     """How many in-place writes hit ``t``'s storage (shared by every view of it)."""
-    log = _log_of(t.cached_data)
+    log = _log_of(t._data)
     return 0 if log is None else log.version
 
 
@@ -229,14 +237,14 @@ def version(t: Tensor) -> int:
 def _check_target(x: Tensor, op: str) -> None:
     if _REBASED:
         _regenerate(x)  # a view whose base changed: bring its graph up to date first
-    if x.cached_data is None:
+    if x._data is None:
         raise GraphError(
             f"{op}: in-place ops are not supported on placeholders (graph-mode Variables "
             "and nodes built from them have no storage to write); use the out-of-place op"
         )
-    if autograd.LAZY_MODE:
+    if core.LAZY_MODE:
         raise GraphError(f"{op}: in-place ops are not supported in LAZY_MODE")
-    if x.op is None and x.requires_grad and autograd.is_grad_enabled():
+    if x.op is None and x.requires_grad and grad_mode.is_grad_enabled():
         raise GraphError(
             f"{op}: a leaf tensor that requires grad (shape {x.shape}) cannot be modified "
             "in place: its gradient would describe a value that no longer exists. Update "
@@ -264,12 +272,12 @@ def _check_not_view_of_leaf(x: Tensor, op: str) -> None:
     Follows what each tensor sharing the storage was created from (not the chain of its
     earlier in-place states), so the cost does not grow with the number of writes.
     """
-    owner = _buffer(x.cached_data)
+    owner = _buffer(x._data)
     seen: set = set()
     stack: list = [x]
     while stack:
         t = stack.pop()
-        if id(t) in seen or not _shares(t.cached_data, owner):
+        if id(t) in seen or not _shares(t._data, owner):
             continue
         seen.add(id(t))
         if t is not x and t.op is None and t.requires_grad:
@@ -291,7 +299,8 @@ _NODE_KEYS = ("_out_epoch", "_creation_site", "_absorbed")
 def _split_off(x: Tensor, data: Any) -> Tensor:
     """Move ``x``'s node (op, inputs, per-node facts) into a fresh Value holding ``data``."""
     old = Tensor.__new__(Tensor)
-    old._init(x.op, x.inputs, cached_data=data, requires_grad=x.requires_grad)
+    old._init(x.op, x.inputs, cached_data=data, requires_grad=x.requires_grad,
+              device=x._device)
     extra = x.__dict__
     for key in _NODE_KEYS:
         if key in extra:
@@ -305,8 +314,6 @@ def _split_off(x: Tensor, data: Any) -> Tensor:
 
 def _view_relation(x: Value) -> tuple | None:
     """``(weak reference to base, op)`` if ``x`` was created as a view of ``base``."""
-    from .ops.ops_mathematic import _ViewOp
-
     known = getattr(x, "_view", None)
     if known is None:
         first = _original(x)
@@ -346,11 +353,11 @@ def _commit(x: Tensor, result: Tensor, op: str, keep_old: bool = False,
     keeps a copy of it (as PyTorch saves the original ``self`` of ``mul_``). ``index``:
     only ``result[index]`` differs from ``x``, so only that part is written.
     """
-    data, new = x.cached_data, result.cached_data
+    data, new = x._data, result._data
     if new is None:
         raise GraphError(f"{op}: in-place ops are not supported on placeholders (the other "
                          "operand has no data); use the out-of-place op")
-    dst, src = _array.as_numpy(data), _array.as_numpy(new)
+    dst, src = data, new
     if dst.shape != src.shape:
         raise ShapeError(
             f"{op}: the result has shape {tuple(src.shape)} but the tensor has shape "
@@ -370,7 +377,7 @@ def _commit(x: Tensor, result: Tensor, op: str, keep_old: bool = False,
             # x's memory was changed through another alias, so its graph does not describe
             # its value: keep the memory itself, so that backward reports it.
             keep_old = False
-        old = _split_off(x, _array.wrap(numpy.array(dst), data) if keep_old else data)
+        old = _split_off(x, x._device.xp.array(dst) if keep_old else data)
     epoch = _record_write(_write_part(dst, src, index), op, records)
     if records:
         _attach(x, result, old, epoch)
@@ -406,18 +413,16 @@ def _write_part(dst: numpy.ndarray, src: Any, index: Any) -> numpy.ndarray:
 def _view_of(x: Tensor) -> tuple | None:
     """``(base, op)`` when ``x`` was created as a view of ``base`` by ``op`` (GetItem with
     basic indices, Reshape, Transpose, Permute) and its memory is exactly that view."""
-    from .ops.ops_mathematic import GetItem
-
     known = _view_relation(x)
     if known is None:
         return None
     ref, op = known
     base = ref()
-    if base is None or base.cached_data is None or isinstance(base.cached_data, tuple):
+    if base is None or base._data is None or isinstance(base._data, tuple):
         return None
-    if _buffer(x.cached_data) is not _buffer(base.cached_data):
+    if _buffer(x._data) is not _buffer(base._data):
         return None
-    view, whole = _array.as_numpy(x.cached_data), _array.as_numpy(base.cached_data)
+    view, whole = x._data, base._data
     if isinstance(op, GetItem):
         if not _basic(op.index) or _region(_view_at(whole, op.index))[2] != _region(view)[2]:
             return None
@@ -434,8 +439,6 @@ def _rebase_bases(x: Tensor, old: Tensor, epoch: int) -> None:
     own value went stale (another alias wrote into it) is left alone: then using its base
     later raises in backward instead of computing a wrong gradient.
     """
-    from .ops import GetItem, Permute, Reshape, SetItem, Transpose
-
     seen = {id(x)}
     while True:
         found = _view_of(x)
@@ -448,9 +451,9 @@ def _rebase_bases(x: Tensor, old: Tensor, epoch: int) -> None:
         # (unless old is a view whose graph can be regenerated from its own base).
         _regenerate(old)
         own = old.__dict__.get("_out_epoch", _epoch(old))
-        if _shared_write(old, own, epoch - 1, data=x.cached_data):
+        if _shared_write(old, own, epoch - 1, data=x._data):
             return
-        with autograd.enable_grad():
+        with grad_mode.enable_grad():
             if isinstance(op, GetItem):
                 node = SetItem(op.index)(base, x)
                 # set_item's forward overwrote exactly the region this write hit, and its
@@ -463,7 +466,7 @@ def _rebase_bases(x: Tensor, old: Tensor, epoch: int) -> None:
             else:
                 n = len(op.axes)
                 node = Permute(tuple(int(i) for i in numpy.argsort([a % n for a in op.axes])))(x)
-        base_old = _split_off(base, base.cached_data)
+        base_old = _split_off(base, base._data)
         _attach(base, node, base_old, epoch)
         x, old = base, base_old
 
@@ -478,7 +481,7 @@ def _operand(x: Tensor, other: Any) -> Any:
 
 def _reads_x(other: Any) -> bool:
     """Whether the gradient of ``x * other`` / ``x / other`` needs ``x``'s old value."""
-    return isinstance(other, Tensor) and other.requires_grad and autograd.is_grad_enabled()
+    return isinstance(other, Tensor) and other.requires_grad and grad_mode.is_grad_enabled()
 
 
 def add_(x: Tensor, other: Any, alpha: Any = 1) -> Tensor:
@@ -515,35 +518,29 @@ def div_(x: Tensor, other: Any) -> Tensor:
 
 def setitem(x: Tensor, index: Any, value: Any) -> None:
     """``x[index] = value`` in place; see :meth:`Tensor.__setitem__`."""
-    from .ops import set_item
-    from .ops.ops_inplace import assign_into
-    from .ops.ops_mathematic import _normalize_index
-
     _check_target(x, "setitem")
     value = _operand(x, value)
     index = _normalize_index(index)
     is_tensor = isinstance(value, Tensor)
-    if autograd.is_grad_enabled() and (x.requires_grad or (is_tensor and value.requires_grad)):
+    if grad_mode.is_grad_enabled() and (x.requires_grad or (is_tensor and value.requires_grad)):
         _commit(x, set_item(x, index, value), "setitem", index=index)
         return
     # Nothing to record: assign directly, without the out-of-place copy.
-    if is_tensor and value.cached_data is None:
+    if is_tensor and value._data is None:
         raise GraphError("setitem: in-place ops are not supported on placeholders (the value "
                          "has no data); use the out-of-place set_item")
-    dst = _array.as_numpy(x.cached_data)
+    dst = x._data
     if not dst.flags.writeable:
         raise GraphError("setitem: this tensor's storage is read-only; work on a copy")
-    if is_tensor and _CHECK_DEVICES and value.device != x.device:
+    if is_tensor and value._device != x._device:
         raise DeviceError(f"setitem: the value is on {value.device} but the tensor is on "
                           f"{x.device}; move it with Tensor(v, device=...) first")
-    assign_into(dst, index, _array.as_numpy(value.cached_data) if is_tensor else value)
+    assign_into(dst, index, value._data if is_tensor else value)
     _record_write(_view_at(dst, index) if _basic(index) else dst, "setitem", False)
 
 
 def fill_(x: Tensor, value: Any) -> Tensor:
     """Set every element of ``x`` to ``value`` in place; see :meth:`Tensor.fill_`."""
-    from .ops import SetItem, SetItemScalar
-
     _check_target(x, "fill_")
     if isinstance(value, Tensor):
         if value.ndim:
@@ -555,16 +552,12 @@ def fill_(x: Tensor, value: Any) -> Tensor:
 
 def zero_(x: Tensor) -> Tensor:
     """Set every element of ``x`` to 0 in place; see :meth:`Tensor.zero_`."""
-    from .ops import SetItemScalar
-
     _check_target(x, "zero_")
     return _commit(x, SetItemScalar(Ellipsis, 0)(x), "zero_")
 
 
 def copy_(x: Tensor, src: Any) -> Tensor:
     """Copy ``src`` (broadcast, cast) into ``x``; see :meth:`Tensor.copy_`."""
-    from .ops import SetItem
-
     _check_target(x, "copy_")
     src = _operand(x, src)
     if not isinstance(src, Tensor):
@@ -638,7 +631,7 @@ def _regenerate(v: Value) -> None:
     A value that is not a known view is left alone; backward then reports it."""
     if v.__dict__.get("_out_epoch", _epoch(v)) >= _Clock.tracked:
         return
-    data = v.cached_data
+    data = v._data
     if data is None or isinstance(data, tuple):
         return
     log = _log_of(data)
@@ -646,7 +639,7 @@ def _regenerate(v: Value) -> None:
         return
     own = v.__dict__.get("_out_epoch", _epoch(v))
     until = v.__dict__.get("_until", float("inf"))  # a past state: later writes are not its
-    lo, hi, _ = _region(_array.as_numpy(data))
+    lo, hi, _ = _region(data)
     writes = [w for w in log.tracked_between(own, until - 1) if w.hits(lo, hi)]
     if not writes or not isinstance(v, Tensor):
         return
@@ -658,7 +651,8 @@ def _regenerate(v: Value) -> None:
     for write in writes:
         source = _state_at(base, write.epoch)
         node = Tensor.__new__(Tensor)
-        node._init(op, (source,), cached_data=data, requires_grad=source.requires_grad)
+        node._init(op, (source,), cached_data=data, requires_grad=source.requires_grad,
+                   device=v._device)
         node._epoch = write.epoch
         _attach(v, node, _split_off(v, data), write.epoch)
 
@@ -680,12 +674,12 @@ def _shared_write(value: Value, since: int, until: float, absorbed: Any = (),
     """A write in (since, until] that rebased another tensor and hit ``value``'s memory
     (or the memory of ``data``, when given)."""
     if data is None:
-        data = value.cached_data
+        data = value._data
     for part in data if isinstance(data, tuple) else (data,):
         log = _log_of(part)
         if log is None or not log.tracked or log.tracked[-1].epoch <= since:
             continue
-        lo, hi, _ = _region(_array.as_numpy(part))
+        lo, hi, _ = _region(part)
         for w in log.tracked_between(since, until):
             if w.hits(lo, hi) and w.epoch not in absorbed:
                 return w
@@ -776,7 +770,7 @@ def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
             return run(node, grad)
     swaps: dict = {}
     for i, value in enumerate((node, *inputs)):
-        data = value.cached_data
+        data = value._data
         if data is None or id(value) in swaps:
             continue
         parts = data if isinstance(data, tuple) else (data,)
@@ -797,7 +791,7 @@ def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
         stand_ins = []
         for part, log in zip(parts, logs):
             if log is not None and log.last > since:
-                lo, hi, _ = _region(_array.as_numpy(part))
+                lo, hi, _ = _region(part)
                 if log.overwrote(since, lo, hi):
                     part = _StandIn(part, label, log, since, lo, hi)
             stand_ins.append(part)
@@ -806,19 +800,19 @@ def checked_gradient(node: Value, grad: Value, run: Any) -> tuple:
                                 tuple(stand_ins) if isinstance(data, tuple) else stand_ins[0])
     if not swaps:
         return run(node, grad)
-    if autograd.LAZY_MODE:
+    if core.LAZY_MODE:
         stand_in = next(iter(swaps.values()))[2]
         _raise_stale(node, stand_in if isinstance(stand_in, _StandIn) else next(
             s for s in stand_in if isinstance(s, _StandIn)))
     for value, _, stand_in in swaps.values():
-        value.cached_data = stand_in
+        value._data = stand_in
     try:
         return run(node, grad)
     except _StaleRead as e:
         _raise_stale(node, e.stand_in)
     finally:
         for value, data, _ in swaps.values():
-            value.cached_data = data
+            value._data = data
 
 
 def _raise_stale(node: Value, stand_in: _StandIn) -> None:
@@ -833,3 +827,83 @@ def _raise_stale(node: Value, stand_in: _StandIn) -> None:
         "in-place op (x = x + y instead of x += y), or do the in-place op before using it"
         f"{_hint(node)}"
     ) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Tensor's in-place methods, and the engine's hooks (needle.core imports nothing of this)
+
+
+class TensorInPlaceMethods:
+    """The in-place methods :func:`needle.ops.tensor_methods.attach` puts on Tensor."""
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``x[index] = value`` in place, differentiable w.r.t. ``x`` and ``value``.
+
+        ``index`` is anything ``x[index]`` accepts (ints, slices, None, ``...``, integer or
+        boolean numpy arrays); ``value`` (a Tensor, array or scalar) is broadcast to the
+        selection and cast to ``x``'s dtype. Views sharing the storage see the change.
+
+        Raises
+        ------
+        GraphError
+            On a leaf that requires grad outside ``no_grad()``, or on a graph-mode
+            placeholder (in-place ops are not supported on placeholders).
+        """
+        setitem(self, index, value)
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self += alpha * other`` in place (``other`` broadcasts to ``self``); returns self.
+
+        Like every in-place op: the result is cast to ``self``'s dtype and written into its
+        storage, so views see it; if a tensor saved for a gradient is overwritten this way,
+        ``backward()`` raises :class:`GraphError`. A leaf that requires grad may only be
+        modified inside ``no_grad()``; placeholders (graph mode) raise GraphError.
+        """
+        return add_(self, other, alpha)
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self -= alpha * other`` in place; returns self (see :meth:`add_`)."""
+        return sub_(self, other, alpha)
+
+    def mul_(self, other: Any) -> Tensor:
+        """``self *= other`` in place; returns self (see :meth:`add_`)."""
+        return mul_(self, other)
+
+    def div_(self, other: Any) -> Tensor:
+        """``self /= other`` in place; returns self (see :meth:`add_`)."""
+        return div_(self, other)
+
+    def fill_(self, value: Any) -> Tensor:
+        """Set every element to ``value`` (a scalar or 0-d tensor) in place; returns self."""
+        return fill_(self, value)
+
+    def zero_(self) -> Tensor:
+        """Set every element to 0 in place; returns self."""
+        return zero_(self)
+
+    def copy_(self, src: Any) -> Tensor:
+        """Copy ``src`` (broadcast to ``self``'s shape, cast to its dtype) in place."""
+        return copy_(self, src)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return add_(self, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return sub_(self, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return mul_(self, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return div_(self, other)
+
+    @property
+    def _version(self) -> int:
+        """Number of in-place writes to this tensor's storage (shared by its views)."""
+        return version(self)
+
+
+attach((TensorInPlaceMethods, Tensor))
+core.ENGINE_OPS.inplace_resolve = resolve_graph
+core.ENGINE_OPS.inplace_prepare = prepare
+core.ENGINE_OPS.inplace_gradient = checked_gradient

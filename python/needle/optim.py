@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-from ._array import as_numpy, wrap
-from .autograd import Tensor
+from .tensor import Tensor, raw_tensor, realize
 
 __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
 
 
-def _array(t: Tensor) -> np.ndarray:
-    """The numpy view of a tensor's data (no copy)."""
-    return as_numpy(t.realize_cached_data())
+def _array(t: Tensor) -> Any:
+    """The tensor's own array (of its device's namespace; no copy)."""
+    return realize(t)
 
 
-def _like(value: np.ndarray, like: Tensor) -> Tensor:
+def _like(value: Any, like: Tensor) -> Tensor:
     """``value`` as a constant tensor in ``like``'s dtype, on ``like``'s device."""
-    data = like.realize_cached_data()
-    return Tensor.make_const(wrap(np.asarray(value, dtype=data.dtype), data))
+    xp = like._device.xp
+    return raw_tensor(xp.asarray(value, dtype=realize(like).dtype), like._device)
 
 
 class Optimizer:
@@ -97,8 +97,9 @@ class SGD(Optimizer):
             else:
                 u = g
             # One fresh array for the new value (allocating large arrays is what costs here).
-            new = np.multiply(u, -self.lr, dtype=w.dtype)
-            new += w
+            xp = p._device.xp
+            new = xp.multiply(u, -self.lr, dtype=w.dtype)
+            xp.add(new, w, out=new)
             p.data = _like(new, p)
 
 
@@ -140,7 +141,8 @@ class Adam(Optimizer):
             m = (1 - b1) * g if m_prev is None else b1 * _array(m_prev) + (1 - b1) * g
             v = (1 - b2) * g * g if v_prev is None else b2 * _array(v_prev) + (1 - b2) * g * g
             self.m[p], self.v[p] = _like(m, p), _like(v, p)
-            p.data = _like(w - self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps), p)
+            xp = p._device.xp
+            p.data = _like(w - self.lr * (m / c1) / (xp.sqrt(v / c2) + self.eps), p)
 
 
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
@@ -157,8 +159,8 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
         The global norm before clipping.
     """
     with_grad = [p for p in params if p.grad is not None]
-    total = math.sqrt(sum(float(np.sum(np.square(_array(p.grad), dtype=np.float64)))
-                          for p in with_grad))
+    total = math.sqrt(sum(float(p._device.xp.sum(p._device.xp.square(
+        _array(p.grad), dtype=np.float64))) for p in with_grad))
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for p in with_grad:

@@ -42,9 +42,8 @@ from typing import Any
 
 import numpy
 
-from . import autograd
-from ._array import as_numpy
-from .autograd import Value
+from . import core
+from .core import Op, Value, walk
 from .errors import DTypeError, GraphError, NeedleError
 
 __all__ = [
@@ -82,12 +81,12 @@ class record_backward:
     """
 
     def __enter__(self) -> record_backward:
-        self._previous = autograd._BACKWARD_RECORD.sink
-        autograd._BACKWARD_RECORD.sink = _store_adjoints
+        self._previous = core.BACKWARD_RECORD.sink
+        core.BACKWARD_RECORD.sink = _store_adjoints
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        autograd._BACKWARD_RECORD.sink = self._previous
+        core.BACKWARD_RECORD.sink = self._previous
 
 
 def _store_adjoints(output: Value, adjoints: dict) -> None:
@@ -143,19 +142,14 @@ def _tag_created(output: Any, inputs: Any, tag: _ModuleTag) -> None:
     forward returned first) and are walked through, not re-tagged.
     """
     stop = {id(t) for t in _tensors_in(inputs)}
-    stack = [t for t in _tensors_in(output) if id(t) not in stop]
-    seen = {id(t) for t in stack}
-    while stack:
-        node = stack.pop()
+
+    def ours(node: Value) -> bool:
         current = _MODULE_OF.get(node)
-        if current is None:
+        return id(node) not in stop and (current is None or current.within(tag))
+
+    for node in walk([t for t in _tensors_in(output) if ours(t)], ours):
+        if _MODULE_OF.get(node) is None:
             _MODULE_OF[node] = tag
-        elif not current.within(tag):
-            continue
-        for inp in node.inputs:
-            if id(inp) not in stop and id(inp) not in seen:
-                seen.add(id(inp))
-                stack.append(inp)
 
 
 class record_modules:
@@ -281,7 +275,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 32 else text[:31] + "..."
 
 
-def _op_label(op: autograd.Op) -> str:
+def _op_label(op: Op) -> str:
     """An op's name with the constructor arguments that differ from their defaults."""
     parts = []
     fields = op.__dict__
@@ -313,7 +307,7 @@ def _describe_data(data: Any) -> str:
 def _leaf_kind(node: Value) -> str:
     from .nn import Parameter
 
-    if node.cached_data is None:
+    if node._data is None:
         return "placeholder"
     if isinstance(node, Parameter):
         return "parameter"
@@ -322,10 +316,10 @@ def _leaf_kind(node: Value) -> str:
 
 def _leaf_value(node: Value) -> str:
     """`` = 1.5`` for a one-element constant, else nothing."""
-    data = node.cached_data
+    data = node._data
     if isinstance(data, tuple) or data is None or numpy.prod(data.shape) != 1:
         return ""
-    value = as_numpy(data).reshape(-1)[0].item()
+    value = node._device.to_numpy(data).reshape(-1)[0].item()
     return f" = {value:g}" if isinstance(value, float) else f" = {value}"
 
 
@@ -337,8 +331,8 @@ def _node_lines(node: Value, show_shapes: bool) -> list[str]:
         name = _TENSOR_NAME.get(node) or node.__dict__.get("_name")
         value = _leaf_value(node) if kind == "constant" else ""
         lines = [name, kind + value] if name else [kind + value]
-    if show_shapes and not (node.op is None and node.cached_data is None):
-        lines.append(_describe_data(node.cached_data))
+    if show_shapes and not (node.op is None and node._data is None):
+        lines.append(_describe_data(node._data))
     return lines
 
 
@@ -352,22 +346,9 @@ def _quote(text: str) -> str:
 
 def _collect(roots: Iterable[Value], seen: dict, order: int) -> list[Value]:
     """Nodes behind ``roots`` not in ``seen``, inputs first; each is added to ``seen``."""
-    found: list[Value] = []
-    for root in roots:
-        if root in seen:
-            continue
-        seen[root] = order
-        stack = [(root, iter(root.inputs))]
-        while stack:
-            current, children = stack[-1]
-            for child in children:
-                if child not in seen:
-                    seen[child] = order
-                    stack.append((child, iter(child.inputs)))
-                    break
-            else:
-                stack.pop()
-                found.append(current)
+    found = walk(roots, visited=set(seen))
+    for node in found:
+        seen[node] = order
     return found
 
 
@@ -491,7 +472,7 @@ def _box_attrs(box: _Group, order: int, show_shapes: bool) -> str:
             more = ", ..." if len(ops) > 3 else ""
             lines = [f"chain of {len(members)} ops", common + more]
         if show_shapes:
-            lines.append(_describe_data(last.cached_data))
+            lines.append(_describe_data(last._data))
         kind = "op"
     attrs = [f"label={_quote(chr(10).join(lines))}"]
     if order == 0:

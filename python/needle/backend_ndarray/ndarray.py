@@ -1,13 +1,15 @@
-"""NDArray: an n-dimensional strided view over a flat device buffer.
+"""NDArray: an n-dimensional strided view over a flat device buffer (the course's class).
 
-An :class:`NDArray` is ``(shape, strides, offset)`` over a handle allocated by
-a device module (see ``ndarray_backend_numpy``); strides and offset count
-elements. ``reshape``, ``permute``, ``broadcast_to`` and indexing return views
-that share the handle; ``compact()`` copies only when the layout requires it.
+An :class:`NDArray` is ``(shape, strides, offset)`` over a flat buffer handle
+(``ndarray_backend_numpy.Array``); strides and offset count elements. ``reshape``,
+``permute``, ``broadcast_to`` and indexing return views that share the handle; ``compact()``
+copies only when the layout requires it.
 
-Fast path for the rest of the library: ``NDArray._np`` is a numpy view of the
-array's elements (cached, writes through) and ``NDArray._wrap`` turns a numpy
-result into an NDArray without copying.
+Every computation goes through the device's array namespace (``device.xp``), like the ops
+of needle do: ``a + b`` is ``xp.add`` on the arrays' namespace views. ``NDArray._np`` is that
+view (for the cpu devices a numpy array; cached, writes through), and ``NDArray._wrap`` turns
+a namespace array into an NDArray without copying, whatever its strides: this is how a
+tensor's ``cached_data`` is built on demand over the tensor's own memory.
 """
 
 from __future__ import annotations
@@ -21,9 +23,17 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..errors import DTypeError, ShapeError, device_unavailable
-from . import ndarray_backend_numpy
-from .ndarray_backend_numpy import Array as _NumpyArray
+from ..errors import ShapeError, device_unavailable
+from .device import (
+    BackendDevice,
+    all_devices,
+    as_float_dtype,
+    cpu,
+    cpu_numpy,
+    cuda,
+    default_device,
+)
+from .ndarray_backend_numpy import Array
 
 __all__ = [
     "BackendDevice",
@@ -52,165 +62,14 @@ _F64 = np.dtype(np.float64)
 Shape = tuple[int, ...]
 
 
-def _as_dtype(dtype: Any) -> np.dtype:
-    """Validate ``dtype`` (None means float32) and return it as a numpy dtype."""
-    if dtype is None:
-        return _F32
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    # Checked with ``is None`` first: numpy treats ``dtype == None`` as float64.
-    if dt is None or (dt is not _F32 and dt is not _F64 and dt not in (_F32, _F64)):
-        raise DTypeError(f"unsupported dtype {dtype!r}: needle arrays are 'float32' or 'float64'")
-    return dt
-
-
 def _as_shape(shape: Any) -> Shape:
     if isinstance(shape, (int, np.integer)):
         return (int(shape),)
     return tuple(int(s) for s in shape)
 
 
-def _shape_args(shape: tuple) -> Shape:
-    """Accept both ``f(2, 3)`` and ``f((2, 3))``."""
-    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-        return _as_shape(shape[0])
-    return _as_shape(shape)
-
-
-class BackendDevice:
-    """A device: a name plus the module that implements its array functions.
-
-    Attribute lookups that the device does not define itself (``Array``,
-    ``ewise_add``, ``__tile_size__``, ...) are forwarded to the module.
-
-    Parameters
-    ----------
-    name : str
-        Device name, e.g. ``"cpu"``; devices compare equal by name.
-    mod : module or None
-        The device module, or None when the device is unavailable.
-    """
-
-    def __init__(self, name: str, mod: Any) -> None:
-        self.name = name
-        self.mod = mod
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (isinstance(other, BackendDevice) and self.name == other.name)
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    def __repr__(self) -> str:
-        return self.name + "()"
-
-    def __reduce__(self) -> tuple:
-        # Modules cannot be pickled; rebuild the device from its name.
-        return (_device_by_name, (self.name,))
-
-    def __getattr__(self, name: str) -> Any:
-        # Guard against recursion while unpickling, before ``mod`` is set.
-        if name == "mod" or name == "name":
-            raise AttributeError(name)
-        mod = self.mod
-        if mod is None:
-            if name.startswith("__"):
-                # Protocol probes (copy, pickle, numpy) must see a plain missing attribute.
-                raise AttributeError(name)
-            raise device_unavailable(self, f"{self!r}.{name}")
-        return getattr(mod, name)
-
-    def enabled(self) -> bool:
-        """Whether the device can allocate arrays."""
-        return self.mod is not None
-
-    def _require_enabled(self, where: str) -> None:
-        if self.mod is None:
-            raise device_unavailable(self, where)
-
-    def randn(self, *shape: int, dtype: str = "float32") -> NDArray:
-        """Standard normal samples, drawn in one call from numpy's global RNG."""
-        self._require_enabled("randn")
-        dt = _as_dtype(dtype)
-        return NDArray._wrap(np.asarray(np.random.randn(*_shape_args(shape))).astype(dt), self)
-
-    def rand(self, *shape: int, dtype: str = "float32") -> NDArray:
-        """Uniform [0, 1) samples, drawn in one call from numpy's global RNG."""
-        self._require_enabled("rand")
-        dt = _as_dtype(dtype)
-        return NDArray._wrap(np.asarray(np.random.rand(*_shape_args(shape))).astype(dt), self)
-
-    def one_hot(self, n: int, i: Any, dtype: str = "float32") -> NDArray:
-        """Rows of the ``n x n`` identity selected by the integer indices ``i``."""
-        self._require_enabled("one_hot")
-        dt = _as_dtype(dtype)
-        if isinstance(i, NDArray):
-            i = i.numpy()
-        idx = np.asarray(i)
-        if idx.dtype.kind not in "iu":
-            idx = idx.astype(np.intp)
-        out = np.zeros(idx.shape + (n,), dtype=dt)
-        np.put_along_axis(out, idx[..., None], 1, axis=-1)
-        return NDArray._wrap(out, self)
-
-    def empty(self, shape: Any, dtype: str = "float32") -> NDArray:
-        """Uninitialised array of ``shape``."""
-        self._require_enabled("empty")
-        return NDArray.make(_as_shape(shape), device=self, dtype=_as_dtype(dtype))
-
-    def full(self, shape: Any, fill_value: float, dtype: str = "float32") -> NDArray:
-        """Array of ``shape`` filled with ``fill_value``."""
-        arr = self.empty(shape, dtype)
-        arr.fill(fill_value)
-        return arr
-
-    def zeros(self, *shape: int, dtype: str = "float32") -> NDArray:
-        """Array of zeros."""
-        return self.full(_shape_args(shape), 0.0, dtype)
-
-    def ones(self, *shape: int, dtype: str = "float32") -> NDArray:
-        """Array of ones."""
-        return self.full(_shape_args(shape), 1.0, dtype)
-
-
-_CUDA = BackendDevice("cuda", None)
-_CPU = BackendDevice("cpu", ndarray_backend_numpy)
-_CPU_NUMPY = BackendDevice("cpu_numpy", ndarray_backend_numpy)
-
-
-def cuda() -> BackendDevice:
-    """The cuda device (never enabled: needle has no GPU module)."""
-    return _CUDA
-
-
-def cpu_numpy() -> BackendDevice:
-    """The cpu device backed by the numpy module, named ``cpu_numpy``."""
-    return _CPU_NUMPY
-
-
-def cpu() -> BackendDevice:
-    """The cpu device (backed by the same numpy module), named ``cpu``."""
-    return _CPU
-
-
-def default_device() -> BackendDevice:
-    """The device used when none is given: ``cpu_numpy()``."""
-    return _CPU_NUMPY
-
-
-def all_devices() -> list[BackendDevice]:
-    """All devices: ``[cpu(), cuda(), cpu_numpy()]``."""
-    return [cpu(), cuda(), cpu_numpy()]
-
-
-def _device_by_name(name: str) -> BackendDevice:
-    for dev in all_devices():
-        if dev.name == name:
-            return dev
-    raise ValueError(f"unknown device {name!r}")
-
+# The course's names of the element-wise ops, for error messages.
+_SHORT_NAMES = {"multiply": "mul", "divide": "div", "subtract": "sub", "power": "pow"}
 
 _STRIDES_CACHE: dict[Shape, Shape] = {}
 
@@ -230,8 +89,46 @@ def _compact_strides(shape: Shape) -> Shape:
     return strides
 
 
+def _strided_view(xp: Any, buf: Any, shape: Shape, strides: Shape, offset: int) -> Any:
+    """Zero-copy view of the flat ``buf`` (strides and offset in elements)."""
+    itemsize = buf.itemsize
+    byte_strides = tuple(s * itemsize for s in strides)
+    if buf.__class__ is np.ndarray:
+        try:
+            return np.ndarray(shape, buf.dtype, buf, offset * itemsize, byte_strides)
+        except (TypeError, ValueError):
+            # np.ndarray refuses some legal layouts (e.g. zero-size views past the end of
+            # an empty buffer); as_strided does no bounds check.
+            return as_strided(buf[offset:], shape, byte_strides)
+    return xp.lib.stride_tricks.as_strided(buf[offset:], shape, byte_strides)
+
+
+def _flat_extent(xp: Any, arr: Any) -> tuple[Any, int] | None:
+    """``(flat, offset)``: a 1-D contiguous view covering every element of ``arr``, and the
+    element offset of ``arr[0, ..., 0]`` in it; None if ``arr``'s strides are not whole
+    elements (then it cannot be described as an NDArray without a copy)."""
+    if arr.flags.c_contiguous:
+        return xp.reshape(arr, (-1,)) if arr.ndim != 1 else arr, 0
+    itemsize = arr.itemsize
+    strides = arr.strides
+    if builtins.any(s % itemsize for s in strides):
+        return None
+    if arr.size == 0:
+        return arr.reshape(-1)[:0], 0
+    # Reversing the axes with negative strides puts the lowest address first.
+    low = arr
+    offset = 0
+    if builtins.any(s < 0 for s in strides):
+        low = arr[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in strides)]
+        offset = builtins.sum((n - 1) * -s for n, s in zip(arr.shape, strides) if s < 0)
+        offset //= itemsize
+    extent = 1 + builtins.sum((n - 1) * abs(s) for n, s in zip(arr.shape, strides)) // itemsize
+    lib = np.lib if low.__class__ is np.ndarray else xp.lib
+    return lib.stride_tricks.as_strided(low, (extent,), (itemsize,)), offset
+
+
 class NDArray:
-    """An n-dimensional float array on a device.
+    """An n-dimensional array on a device.
 
     Parameters
     ----------
@@ -251,98 +148,84 @@ class NDArray:
     __array_ufunc__ = None
 
     def __init__(self, other: Any, device: BackendDevice | None = None, dtype: Any = None) -> None:
-        keep = isinstance(other, (NDArray, np.ndarray))
         if isinstance(other, NDArray):
-            src = other._np
             if device is None:
                 device = other._device
+            src = other._np if other._device.xp is device.xp else other.numpy()
+            keep = True
         else:
-            src = np.asarray(other)
             if device is None:
                 device = default_device()
+            keep = isinstance(other, np.ndarray)
+            src = other if keep else np.asarray(other)
         if not device.enabled():
             raise device_unavailable(device, "NDArray")
         if dtype is not None:
-            dt = _as_dtype(dtype)
+            dt = as_float_dtype(dtype)
         elif keep and src.dtype in (_F32, _F64):
             dt = src.dtype
         else:
             dt = _F32
-        arr = NDArray.make(src.shape, device=device, dtype=dt)
-        device.from_numpy(src, arr._handle)
-        self._init(arr)
+        self._init(NDArray._wrap(device.xp.array(src, dtype=dt), device))
 
     def _init(self, other: NDArray) -> None:
         """Make ``self`` share ``other``'s fields (used by the constructor)."""
-        self._shape = other._shape
-        self._strides = other._strides
-        self._offset = other._offset
-        self._device = other._device
-        self._handle = other._handle
-        try:
-            del self._np
-        except AttributeError:
-            pass
+        for name in NDArray.__slots__:
+            try:
+                value = object.__getattribute__(other, name)
+            except AttributeError:
+                try:
+                    object.__delattr__(self, name)
+                except AttributeError:
+                    pass
+            else:
+                object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------ fast path
     def __getattr__(self, name: str) -> Any:
-        # Only reached for slots not yet filled: ``_np``, ``_strides`` and (for
-        # wrapped results) ``_handle`` are built lazily so that creating views and
-        # wrapping results stay cheap.
-        if name == "_handle":
-            handle = object.__new__(_NumpyArray)
-            arr = self._np
-            # Wrapped arrays are C- or F-contiguous; either way ravel in memory order is a view.
-            handle.array = arr.ravel() if arr.flags.c_contiguous else arr.T.ravel()
-            self._handle = handle
-            return handle
+        # Only reached for slots not yet filled: a wrapped namespace array builds its handle,
+        # offset and strides on first use, a view made on a handle builds its namespace
+        # view; so creating views and wrapping results stay cheap.
+        if name == "_handle" or name == "_offset":
+            self._build_handle()
+            return object.__getattribute__(self, name)
         if name == "_np":
-            arr = self._build_np()
+            arr = _strided_view(self._device.xp, self._handle.array, self._shape,
+                                self._strides, self._offset)
             self._np = arr
             return arr
         if name == "_strides":
-            strides = _compact_strides(self._shape)
+            arr = self._np
+            if arr.flags.c_contiguous:
+                strides = _compact_strides(self._shape)
+            else:
+                strides = tuple(s // arr.itemsize for s in arr.strides)
             self._strides = strides
             return strides
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def _build_np(self) -> np.ndarray:
-        buf = self._handle.array
-        itemsize = buf.itemsize
-        byte_strides = tuple(s * itemsize for s in self._strides)
-        try:
-            return np.ndarray(self._shape, buf.dtype, buf, self._offset * itemsize, byte_strides)
-        except (TypeError, ValueError):
-            return as_strided(buf[self._offset :], self._shape, byte_strides)
+    def _build_handle(self) -> None:
+        arr = self._np
+        found = _flat_extent(self._device.xp, arr)
+        if found is None:
+            arr = self._device.xp.array(arr)
+            self._np = arr
+            found = _flat_extent(self._device.xp, arr)
+        flat, offset = found
+        self._handle = Array.of(flat)
+        self._offset = offset
 
     @classmethod
-    def _wrap(cls, arr: np.ndarray, device: BackendDevice) -> NDArray:
-        """Wrap a numpy array as an NDArray on ``device``, without copying.
+    def _wrap(cls, arr: Any, device: BackendDevice) -> NDArray:
+        """``arr`` (an array of ``device``'s namespace) as an NDArray, without copying.
 
-        A C- or F-contiguous float32/float64 ``arr`` becomes the array's memory
-        (``result._np is arr``); other layouts are copied into a contiguous
-        buffer, other dtypes cast to float32. Numpy scalars become 0-d arrays.
+        The result views ``arr``'s memory (``result._np is arr``) whatever its strides and
+        dtype; numpy scalars become 0-d arrays.
         """
-        if type(arr) is not np.ndarray:
-            arr = np.asarray(arr)
-        dt = arr.dtype
-        if dt is not _F32 and dt is not _F64 and dt not in (_F32, _F64):
-            arr = np.array(arr, dtype=_F32, order="C")
-        elif not arr.flags.c_contiguous:
-            if arr.flags.f_contiguous and arr.size:
-                # A transposed result (e.g. a matmul operand's .T) is a dense block in
-                # reversed axis order: keep it as a strided view instead of copying.
-                out = object.__new__(cls)
-                out._shape = arr.shape
-                out._strides = tuple(st // arr.itemsize for st in arr.strides)
-                out._offset = 0
-                out._device = device
-                out._np = arr
-                return out
-            arr = np.array(arr, order="C")
+        if not hasattr(arr, "strides"):
+            arr = device.xp.asarray(arr)
         out = object.__new__(cls)
         out._shape = arr.shape
-        out._offset = 0
         out._device = device
         out._np = arr
         return out
@@ -375,7 +258,7 @@ class NDArray:
             Layout in elements; ``strides`` defaults to compact strides.
         device : BackendDevice, optional
             Defaults to :func:`default_device`.
-        handle : device Array, optional
+        handle : Array, optional
             Existing buffer to view; its dtype wins over ``dtype``.
         offset : int
             Element offset of the first element in ``handle``.
@@ -391,8 +274,9 @@ class NDArray:
             device = default_device()
         arr._device = device
         if handle is None:
-            dt = dtype if (dtype is _F32 or dtype is _F64) else _as_dtype(dtype)
-            handle = device.Array(math.prod(shape), dtype=dt)
+            xp = device.require("NDArray.make")
+            dt = dtype if (dtype is _F32 or dtype is _F64) else as_float_dtype(dtype)
+            handle = Array.of(xp.empty(math.prod(shape), dtype=dt))
         arr._handle = handle
         return arr
 
@@ -414,7 +298,8 @@ class NDArray:
 
     @property
     def dtype(self) -> np.dtype:
-        """numpy dtype (float32 or float64); compares equal to its name."""
+        """numpy dtype (float32 or float64 unless wrapped from another dtype); compares
+        equal to its name."""
         return self._np.dtype
 
     @property
@@ -438,14 +323,13 @@ class NDArray:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     # ------------------------------------------------------------ memory / copy
+    @property
+    def _xp(self) -> Any:
+        return self._device.xp
+
     def fill(self, value: float) -> None:
         """Set every element of this (possibly strided) array to ``value``."""
-        if self.is_compact():
-            self._device.fill(self._handle, value)
-        else:
-            self._device.scalar_setitem(
-                self.size, value, self._handle, self._shape, self._strides, self._offset
-            )
+        self._xp.copyto(self._np, value)
 
     def to(self, device: BackendDevice) -> NDArray:
         """This array on ``device`` (``self`` if already there, else a copy)."""
@@ -457,7 +341,7 @@ class NDArray:
 
     def numpy(self) -> np.ndarray:
         """A numpy copy of the array."""
-        return self._device.to_numpy(self._handle, self._shape, self._strides, self._offset)
+        return self._device.to_numpy(self._np)
 
     def is_compact(self) -> bool:
         """Whether the array is row-major contiguous and fills its whole buffer."""
@@ -467,9 +351,7 @@ class NDArray:
         """``self`` if compact, else a compact copy."""
         if self.is_compact():
             return self
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        self._device.compact(self._handle, out._handle, self._shape, self._strides, self._offset)
-        return out
+        return NDArray._wrap(self._xp.array(self._np, order="C"), self._device)
 
     def as_strided(self, shape: Sequence[int], strides: Sequence[int]) -> NDArray:
         """A view with the given shape and strides over the same buffer."""
@@ -485,8 +367,8 @@ class NDArray:
         )
 
     @property
-    def flat(self) -> np.ndarray:
-        """Writable 1-D numpy view of a contiguous array's elements.
+    def flat(self) -> Any:
+        """Writable 1-D view of a contiguous array's elements.
 
         ``a.flat[j] += eps`` changes element ``j`` (row-major) of ``a``.
         """
@@ -641,153 +523,141 @@ class NDArray:
     def __setitem__(self, idxs: Any, other: Any) -> None:
         """Assign an NDArray (same size or broadcastable) or a scalar in place."""
         view = NDArray.__getitem__(self, idxs)
+        xp = self._xp
         if isinstance(other, np.ndarray) and other.ndim:
             other = NDArray(other, device=self._device, dtype=self.dtype)
         if isinstance(other, NDArray):
-            if other.size != view.size:
+            if other.size == view.size:
+                src = xp.reshape(other._np, view._shape)
+            else:
                 try:
-                    other = other.broadcast_to(view._shape)
+                    src = other.broadcast_to(view._shape)._np
                 except ShapeError:
                     raise ShapeError(
                         f"setitem: cannot assign array of shape {other.shape} to a "
                         f"selection of shape {view._shape}"
                     ) from None
-            self._device.ewise_setitem(
-                other.compact()._handle,
-                view._handle,
-                view._shape,
-                view._strides,
-                view._offset,
-            )
+            xp.copyto(view._np, src, casting="unsafe")
         else:
-            self._device.scalar_setitem(
-                view.size, other, view._handle, view._shape, view._strides, view._offset
-            )
+            xp.copyto(view._np, other, casting="unsafe")
 
     # ---------------------------------------------------------------- arithmetic
     def ewise_or_scalar(self, other: Any, ewise_func: Callable, scalar_func: Callable) -> NDArray:
-        """Apply ``ewise_func`` with an NDArray ``other`` or ``scalar_func`` with a scalar.
+        """``ewise_func(a, b)`` with an NDArray ``other`` (same shape), or
+        ``scalar_func(a, other)`` with a scalar, on the namespace views.
 
         The result has ``self``'s shape, device and dtype.
         """
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
         if isinstance(other, np.ndarray) and other.ndim:
             other = NDArray._wrap(other, self._device)
         if isinstance(other, NDArray):
             if other._shape != self._shape:
-                name = getattr(ewise_func, "__name__", "ewise op").removeprefix("ewise_")
+                name = getattr(ewise_func, "__name__", "ewise op")
+                name = _SHORT_NAMES.get(name, name)
                 raise ShapeError(
                     f"{name}: shapes {self._shape} and {other._shape} differ "
                     "(NDArray element-wise ops need equal shapes; broadcast_to first)"
                 )
-            ewise_func(self.compact()._handle, other.compact()._handle, out._handle)
+            out = ewise_func(self._np, other._np)
         else:
-            scalar_func(self.compact()._handle, other, out._handle)
-        return out
+            out = scalar_func(self._np, other)
+        dt = self.dtype
+        if out.dtype != dt:
+            out = self._xp.asarray(out, dtype=dt)
+        return NDArray._wrap(out, self._device)
 
     def __add__(self, other: Any) -> NDArray:
-        return self.ewise_or_scalar(other, self._device.ewise_add, self._device.scalar_add)
+        add = self._xp.add
+        return self.ewise_or_scalar(other, add, add)
 
     __radd__ = __add__
 
     def __sub__(self, other: Any) -> NDArray:
-        return self + (-other)
+        sub = self._xp.subtract
+        return self.ewise_or_scalar(other, sub, sub)
 
     def __rsub__(self, other: Any) -> NDArray:
-        return other + (-self)
+        sub = self._xp.subtract
+        return self.ewise_or_scalar(other, lambda a, b: sub(b, a), lambda a, b: sub(b, a))
 
     def __mul__(self, other: Any) -> NDArray:
-        return self.ewise_or_scalar(other, self._device.ewise_mul, self._device.scalar_mul)
+        mul = self._xp.multiply
+        return self.ewise_or_scalar(other, mul, mul)
 
     __rmul__ = __mul__
 
     def __truediv__(self, other: Any) -> NDArray:
-        return self.ewise_or_scalar(other, self._device.ewise_div, self._device.scalar_div)
+        div = self._xp.divide
+        return self.ewise_or_scalar(other, div, div)
 
     def __rtruediv__(self, other: Any) -> NDArray:
-        num = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        num.fill(other)
-        return num / self
+        div = self._xp.divide
+        return self.ewise_or_scalar(other, lambda a, b: div(b, a), lambda a, b: div(b, a))
 
     def __neg__(self) -> NDArray:
-        return self * (-1)
+        return NDArray._wrap(self._xp.negative(self._np), self._device)
 
     def __pow__(self, other: Any) -> NDArray:
         if isinstance(other, NDArray):
             raise TypeError("power: only a scalar exponent is supported for NDArray")
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        self._device.scalar_power(self.compact()._handle, other, out._handle)
-        return out
+        power = self._xp.power
+        return self.ewise_or_scalar(other, power, power)
 
     def maximum(self, other: Any) -> NDArray:
         """Element-wise maximum with an NDArray or a scalar."""
-        return self.ewise_or_scalar(other, self._device.ewise_maximum, self._device.scalar_maximum)
+        maximum = self._xp.maximum
+        return self.ewise_or_scalar(other, maximum, maximum)
+
+    def _compare(self, other: Any, name: str) -> NDArray:
+        fn = getattr(self._xp, name)
+        return self.ewise_or_scalar(other, fn, fn)
 
     def __eq__(self, other: Any) -> NDArray:  # type: ignore[override]
-        return self.ewise_or_scalar(other, self._device.ewise_eq, self._device.scalar_eq)
-
-    def __ge__(self, other: Any) -> NDArray:
-        return self.ewise_or_scalar(other, self._device.ewise_ge, self._device.scalar_ge)
+        return self._compare(other, "equal")
 
     def __ne__(self, other: Any) -> NDArray:  # type: ignore[override]
-        return 1 - (self == other)
+        return self._compare(other, "not_equal")
+
+    def __ge__(self, other: Any) -> NDArray:
+        return self._compare(other, "greater_equal")
 
     def __gt__(self, other: Any) -> NDArray:
-        return (self >= other) - (self == other)
+        return self._compare(other, "greater")
 
     def __lt__(self, other: Any) -> NDArray:
-        return 1 - (self >= other)
+        return self._compare(other, "less")
 
     def __le__(self, other: Any) -> NDArray:
-        return 1 - (self > other)
+        return self._compare(other, "less_equal")
 
     __hash__ = None  # type: ignore[assignment]
 
-    def _unary(self, func: Callable) -> NDArray:
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        func(self.compact()._handle, out._handle)
-        return out
-
     def log(self) -> NDArray:
         """Element-wise natural logarithm."""
-        return self._unary(self._device.ewise_log)
+        return NDArray._wrap(self._xp.log(self._np), self._device)
 
     def exp(self) -> NDArray:
         """Element-wise exponential."""
-        return self._unary(self._device.ewise_exp)
+        return NDArray._wrap(self._xp.exp(self._np), self._device)
 
     def tanh(self) -> NDArray:
         """Element-wise hyperbolic tangent."""
-        return self._unary(self._device.ewise_tanh)
+        return NDArray._wrap(self._xp.tanh(self._np), self._device)
 
     def __matmul__(self, other: NDArray) -> NDArray:
-        """2-D matrix product; uses the device's tiled kernel when sizes allow."""
+        """2-D matrix product."""
         if not isinstance(other, NDArray):
             return NotImplemented
         if self.ndim != 2 or other.ndim != 2:
             raise ShapeError(
                 f"matmul: NDArray @ needs 2-D operands, got shapes {self._shape} and {other._shape}"
             )
-        m, n = self._shape
-        n2, p = other._shape
+        n, n2 = self._shape[1], other._shape[0]
         if n != n2:
             raise ShapeError(
                 f"matmul: shapes {self._shape} and {other._shape} are not aligned ({n} != {n2})"
             )
-        device = self._device
-        out_dtype = self.dtype
-        mod = device.mod
-        t = getattr(mod, "__tile_size__", 0)
-        tiled = t and m and n and p and hasattr(mod, "matmul_tiled")
-        if tiled and m % t == 0 and n % t == 0 and p % t == 0:
-            a = self.compact().as_strided((m // t, n // t, t, t), (n * t, t, n, 1)).compact()
-            b = other.compact().as_strided((n // t, p // t, t, t), (p * t, t, p, 1)).compact()
-            out = NDArray.make((m // t, p // t, t, t), device=device, dtype=out_dtype)
-            device.matmul_tiled(a._handle, b._handle, out._handle, m, n, p)
-            return out.permute((0, 2, 1, 3)).compact().reshape((m, p))
-        out = NDArray.make((m, p), device=device, dtype=out_dtype)
-        device.matmul(self.compact()._handle, other.compact()._handle, out._handle, m, n, p)
-        return out
+        return NDArray._wrap(self._xp.matmul(self._np, other._np), self._device)
 
     # ---------------------------------------------------------------- reductions
     def _reduce_axes(self, axis: Any) -> tuple[int, ...] | None:
@@ -832,19 +702,23 @@ class NDArray:
             out_shape = kept_shape
         return view, NDArray.make(out_shape, device=self._device, dtype=dtype)
 
+    def _reduce(self, fn_name: str, axis: Any, keepdims: bool) -> NDArray:
+        axes = self._reduce_axes(axis)
+        out = getattr(self._xp, fn_name)(self._np, axis=axes, keepdims=keepdims)
+        if axes is None and not keepdims:
+            out = self._xp.reshape(out, (1,))
+        return NDArray._wrap(out, self._device)
+
     def sum(self, axis: Any = None, keepdims: bool = False) -> NDArray:
-        """Sum over ``axis`` (None, an int or a tuple of ints)."""
-        view, out = self.reduce_view_out(axis, keepdims=keepdims)
-        self._device.reduce_sum(view.compact()._handle, out._handle, view._shape[-1])
-        return out
+        """Sum over ``axis`` (None: everything, into shape ``(1,)``; an int or a tuple)."""
+        return self._reduce("sum", axis, keepdims)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> NDArray:
-        """Maximum over ``axis`` (None, an int or a tuple of ints)."""
-        view, out = self.reduce_view_out(axis, keepdims=keepdims)
-        if view._shape[-1] == 0:
+        """Maximum over ``axis`` (None: everything, into shape ``(1,)``; an int or a tuple)."""
+        axes = self._reduce_axes(axis)
+        if builtins.any(self._shape[a] == 0 for a in (range(self.ndim) if axes is None else axes)):
             raise ShapeError(f"max: cannot reduce an empty axis of array of shape {self._shape}")
-        self._device.reduce_max(view.compact()._handle, out._handle, view._shape[-1])
-        return out
+        return self._reduce("max", axis, keepdims)
 
     # ------------------------------------------------------------ flip and pad
     def flip(self, axes: Any = None) -> NDArray:
@@ -860,27 +734,30 @@ class NDArray:
             if self._shape[a] > 0:
                 offset += (self._shape[a] - 1) * strides[a]
             strides[a] = -strides[a]
-        out = NDArray.make(self._shape, device=self._device, dtype=self.dtype)
-        self._device.compact(self._handle, out._handle, self._shape, tuple(strides), offset)
-        return out
+        view = NDArray.make(self._shape, strides=tuple(strides), device=self._device,
+                            handle=self._handle, offset=offset)
+        return NDArray._wrap(self._xp.array(view._np, order="C"), self._device)
 
     def pad(self, axes: Sequence[tuple[int, int]]) -> NDArray:
         """A new array zero-padded by ``axes = ((before, after), ...)`` per axis."""
         axes = tuple(tuple(int(x) for x in ax) for ax in axes)
-        if len(axes) != self.ndim or any(len(ax) != 2 or min(ax) < 0 for ax in axes):
+        if len(axes) != self.ndim or builtins.any(len(ax) != 2 or min(ax) < 0 for ax in axes):
             raise ShapeError(
                 f"pad: need one non-negative (before, after) pair per axis of shape "
                 f"{self._shape}, got {axes}"
             )
         new_shape = tuple(d + lo + hi for d, (lo, hi) in zip(self._shape, axes))
-        out = NDArray.make(new_shape, device=self._device, dtype=self.dtype)
-        out.fill(0.0)
-        out[tuple(slice(lo, lo + d) for d, (lo, _) in zip(self._shape, axes))] = self
-        return out
+        out = self._xp.zeros(new_shape, dtype=self.dtype)
+        inside = tuple(slice(lo, lo + d) for d, (lo, _) in zip(self._shape, axes))
+        self._xp.copyto(out[inside], self._np)
+        return NDArray._wrap(out, self._device)
 
 
 def _rebuild(data: np.ndarray, device: BackendDevice) -> NDArray:
-    return NDArray._wrap(data, device)
+    return NDArray(data, device=device, dtype=data.dtype if data.dtype in (_F32, _F64) else None)
+
+
+BackendDevice.array_type = NDArray
 
 
 def array(a: Any, dtype: Any = "float32", device: BackendDevice | None = None) -> NDArray:
@@ -898,7 +775,7 @@ def array(a: Any, dtype: Any = "float32", device: BackendDevice | None = None) -
     TypeError
         For any other dtype.
     """
-    return NDArray(a, device=device, dtype=_as_dtype(dtype))
+    return NDArray(a, device=device, dtype=as_float_dtype(dtype))
 
 
 def empty(shape: Any, dtype: Any = "float32", device: BackendDevice | None = None) -> NDArray:

@@ -9,23 +9,22 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Tensor, _check_device
-from ..backend_selection import BACKEND, default_device
+from ..backend_selection import default_device, mask_dtype
 from ..errors import ShapeError
+from ..tensor import Tensor, check_device
 
 
 def _device(device: Any, where: str) -> Any:
     if device is None:
         return default_device()
-    _check_device(device, where)
+    check_device(device, where)
     return device
 
 
 def _draw(device: Any, kind: str, shape: tuple) -> np.ndarray:
-    """``shape`` samples of ``device.rand`` or ``device.randn`` in float64, in one draw."""
-    if BACKEND == "nd":
-        return getattr(device, kind)(*shape, dtype="float64").numpy()
-    return np.asarray(getattr(device, kind)(*shape), dtype=np.float64)
+    """``shape`` samples of numpy's ``rand`` or ``randn`` in float64, in one draw from the
+    global RNG (``device.draw``): every random tensor of needle is drawn here."""
+    return device.draw(kind, shape)
 
 
 def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> Tensor:
@@ -110,9 +109,7 @@ def randb(
     """
     device = _device(device, "init.randb")
     mask = _draw(device, "rand", shape) <= p
-    if BACKEND == "nd" and np.dtype(dtype).kind != "f":
-        dtype = "float32"
-    return _tensor(mask, device, dtype, requires_grad)
+    return _tensor(mask, device, mask_dtype(dtype), requires_grad)
 
 
 def one_hot(

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 
 from .. import distributed as dist
-from .._array import as_numpy, wrap
-from ..autograd import Tensor, is_grad_enabled, queue_callback
+from ..core import queue_callback
 from ..errors import GraphError, ShapeError
+from ..grad_mode import is_grad_enabled
+from ..tensor import Tensor, raw_tensor, realize
 from .nn_basic import Module, Parameter
 
 __all__ = ["DistributedDataParallel"]
@@ -90,7 +91,7 @@ class _Reducer:
         buckets: list[_Bucket] = []
         open_by_dtype: dict = {}
         for i in reversed(range(len(self.params))):
-            array = as_numpy(self.params[i].realize_cached_data())
+            array = realize(self.params[i])
             bucket = open_by_dtype.get(array.dtype)
             if bucket is None or (bucket.members and
                                   (bucket.numel + array.size) * array.itemsize > cap):
@@ -126,20 +127,20 @@ class _Reducer:
                 f"DistributedDataParallel: parameter {self.names[i]!r} received a second "
                 "gradient in one backward pass"
             )
-        view = self._fill(i, as_numpy(grad.realize_cached_data()))
-        return Tensor.make_const(wrap(view, grad.realize_cached_data()))
+        view = self._fill(i, realize(grad))
+        return raw_tensor(view, grad._device)
 
     def _accumulate(self, i: int, grad: Tensor) -> Tensor:
         # Needle's backward() sets .grad; under no_sync() DDP keeps the local sum itself,
         # as long as nobody replaced .grad (reset_grad() restarts the sum).
         p = self.params[i]
         previous = self.accumulated.get(i)
-        g = as_numpy(grad.realize_cached_data())
+        g = realize(grad)
         if previous is not None and p.grad is previous:
-            total = g + as_numpy(previous.realize_cached_data())
+            total = g + realize(previous)
         else:
             total = np.array(g)
-        out = Tensor.make_const(wrap(total, grad.realize_cached_data()))
+        out = raw_tensor(total, grad._device)
         self.accumulated[i] = out
         return out
 
@@ -165,9 +166,9 @@ class _Reducer:
             bucket.buffer[bucket.flag(k)] = 0
         else:
             if g is None:
-                g = as_numpy(previous.realize_cached_data())
+                g = realize(previous)
             elif previous is not None:
-                g = g + as_numpy(previous.realize_cached_data())
+                g = g + realize(previous)
             np.multiply(g, self.scale, out=view)
             bucket.buffer[bucket.flag(k)] = self.scale
         self.reported[i] = True
@@ -210,7 +211,7 @@ class _Reducer:
                     p = self.params[i]
                     offset = bucket.offsets[k]
                     view = bucket.buffer[offset:offset + p.size].reshape(p.shape)
-                    p.grad = Tensor.make_const(wrap(view, p.realize_cached_data()))
+                    p.grad = raw_tensor(view, p._device)
         finally:
             self.accumulated.clear()
             self.requests = []

@@ -1,6 +1,6 @@
 """needle's ops: one small class per op plus its lowercase function."""
 
-from .ops_dtype import CastLike, cast_like
+from .ops_dtype import CastLike, cast_like, in_dtype_of
 from .ops_fused import MatMulLayerNorm, MatMulSoftmax, matmul_layernorm, matmul_softmax
 from .ops_inplace import LandedGetItem, SetItem, SetItemScalar, set_item
 from .ops_logarithmic import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
@@ -21,7 +21,7 @@ from .ops_trig import __all__ as _trig_all
 from .ops_ordered import OrderedMatMul, ordered_matmul
 from .ops_tuple import (
     FusedAddScalars, MakeTensorTuple, Split, Stack, TupleAdjoint, TupleGetItem,
-    fused_add_scalars, make_tuple, split, stack, tuple_get_item,
+    fused_add_scalars, make_tuple, split, stack, tuple_adjoint, tuple_get_item,
 )
 
 __all__ = list(_math_all) + [
@@ -36,3 +36,11 @@ __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig
 __all__ += ["OrderedMatMul", "ordered_matmul"]
 __all__ += ["LandedGetItem", "SetItem", "SetItemScalar", "set_item"]
 __all__ += ["CastLike", "cast_like"]
+
+# The engine's hooks into the ops (needle.core imports no ops), and Tensor's operators.
+from .. import core as _core  # noqa: E402
+from . import tensor_methods as _tensor_methods  # noqa: E402
+
+_core.ENGINE_OPS.tuple_adjoint = tuple_adjoint  # noqa: F405
+_core.ENGINE_OPS.in_dtype_of = in_dtype_of
+_tensor_methods.attach()

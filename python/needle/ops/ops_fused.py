@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy
 
-from .._array import wrap
 from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
@@ -22,11 +21,11 @@ from .ops_mathematic import matmul as _matmul
 __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softmax"]
 
 
-def _product(a: Any, b: Any, op: str) -> numpy.ndarray:
-    """``a @ b`` as a fresh numpy array, with needle's matmul error messages."""
-    out = matmul_arrays(*operand_pair(a, b), op)
+def _product(xp: Any, a: Any, b: Any, op: str) -> Any:
+    """``a @ b`` as a fresh array, with needle's matmul error messages."""
+    out = matmul_arrays(xp, *operand_pair(xp, a, b), op)
     if out.dtype.kind != "f":
-        out = out.astype(numpy.float32)
+        out = xp.asarray(out, dtype=numpy.float32)
     return out
 
 
@@ -44,8 +43,9 @@ class MatMulLayerNorm(TensorOp):
         self.eps = float(eps)
 
     def compute(self, a: Any, b: Any) -> Any:
-        h = _product(a, b, "matmul_layernorm")
-        return wrap(layernorm_forward(h, self.normalized_shape, self.eps, "matmul_layernorm"), a)
+        xp = self.xp
+        h = _product(xp, a, b, "matmul_layernorm")
+        return layernorm_forward(xp, h, self.normalized_shape, self.eps, "matmul_layernorm")
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
@@ -77,12 +77,13 @@ class MatMulSoftmax(TensorOp):
         self.axis = int(axis)
 
     def compute(self, a: Any, b: Any) -> Any:
-        h = _product(a, b, "matmul_softmax")
+        xp = self.xp
+        h = _product(xp, a, b, "matmul_softmax")
         axes = _normalize_axes(self.axis, h.ndim, "matmul_softmax", h.shape)
-        h -= _stable_max(h, axes)
-        numpy.exp(h, out=h)
-        h /= h.sum(axis=axes, keepdims=True)
-        return wrap(h, a)
+        xp.subtract(h, _stable_max(xp, h, axes), out=h)
+        xp.exp(h, out=h)
+        xp.divide(h, xp.sum(h, axis=axes, keepdims=True), out=h)
+        return h
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         # The node's value is softmax(h), so Softmax's rule gives the gradient of h.

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .ops_mathematic import BroadcastLike, BroadcastTo, Mean, sqrt
@@ -36,14 +35,13 @@ def check_normalized_shape(shape: tuple, normalized_shape: tuple, op: str) -> No
                          f"trailing dims of shape {tuple(shape)}")
 
 
-def layernorm_forward(x: numpy.ndarray, normalized_shape: tuple, eps: float,
-                      op: str) -> numpy.ndarray:
+def layernorm_forward(xp: Any, x: Any, normalized_shape: tuple, eps: float, op: str) -> Any:
     """``(x - mean) / sqrt(var + eps)`` over the trailing dims; overwrites ``x`` in place."""
     check_normalized_shape(x.shape, normalized_shape, op)
     axes = tuple(range(x.ndim - len(normalized_shape), x.ndim))
-    x -= x.mean(axis=axes, keepdims=True)
-    var = numpy.square(x).mean(axis=axes, keepdims=True)
-    x /= numpy.sqrt(var + eps)
+    xp.subtract(x, xp.mean(x, axis=axes, keepdims=True), out=x)
+    var = xp.mean(xp.square(x), axis=axes, keepdims=True)
+    xp.divide(x, xp.sqrt(xp.add(var, eps)), out=x)
     return x
 
 
@@ -69,9 +67,9 @@ class LayerNorm(TensorOp):
         self.eps = float(eps)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        x = numpy.array(av, dtype=av.dtype if av.dtype.kind == "f" else numpy.float32)
-        return wrap(layernorm_forward(x, self.normalized_shape, self.eps, "layernorm"), a)
+        xp = self.xp
+        x = xp.array(a, dtype=a.dtype if a.dtype.kind == "f" else numpy.float32)
+        return layernorm_forward(xp, x, self.normalized_shape, self.eps, "layernorm")
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         axes = trailing_axes(self.normalized_shape)

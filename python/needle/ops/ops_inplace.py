@@ -11,22 +11,13 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
+from .._indexing import landed_mask as _landed_mask
+from .._indexing import selection_shape
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from .ops_mathematic import GetItem, ZerosLike, _normalize_index, unbroadcast
 
 __all__ = ["SetItem", "SetItemScalar", "LandedGetItem", "set_item", "assign_into"]
-
-
-def selection_shape(shape: tuple, index: Any, op: str = "setitem") -> tuple:
-    """The shape of ``a[index]`` for an array of ``shape``, without touching any data."""
-    dummy = numpy.broadcast_to(numpy.zeros((), dtype=numpy.int8), shape)
-    try:
-        return dummy[index].shape
-    except IndexError as e:
-        raise IndexOutOfRange(f"{op}: index {index!r} is invalid for shape {tuple(shape)}: "
-                              f"{e}") from None
 
 
 def assign_into(out: numpy.ndarray, index: Any, value: Any, op: str = "setitem") -> None:
@@ -37,7 +28,7 @@ def assign_into(out: numpy.ndarray, index: Any, value: Any, op: str = "setitem")
         raise IndexOutOfRange(f"{op}: index {index!r} is invalid for shape "
                               f"{tuple(out.shape)}: {e}") from None
     except ValueError as e:
-        shape = numpy.shape(value)
+        shape = tuple(getattr(value, "shape", ()))
         if shape:
             raise ShapeError(
                 f"{op}: cannot assign a value of shape {shape} to the selection "
@@ -53,21 +44,6 @@ def _has_index_arrays(index: Any) -> bool:
     return any(isinstance(p, numpy.ndarray) and p.dtype.kind in "iu" for p in parts)
 
 
-def _landed_mask(shape: tuple, index: Any) -> numpy.ndarray | None:
-    """Which elements of the selection ``a[index]`` end up in ``a`` after ``a[index] = v``.
-
-    With repeated positions in integer index arrays only one write per position lands
-    (numpy's assignment decides which, so it decides here too). None when all land.
-    """
-    sel = selection_shape(shape, index)
-    size = int(numpy.prod(sel))
-    target = numpy.full(shape, -1, dtype=numpy.int64)
-    target[index] = numpy.arange(size).reshape(sel)
-    hit = numpy.zeros(size, dtype=bool)
-    hit[target[target >= 0]] = True
-    return None if hit.all() else hit.reshape(sel)
-
-
 class LandedGetItem(TensorOp):
     """``g[index]`` with zeros where ``a[index] = v`` would not land (repeated integer
     indices): the gradient of :class:`SetItem` for ``v``. Its adjoint writes back with
@@ -77,14 +53,14 @@ class LandedGetItem(TensorOp):
         self.index = index
 
     def compute(self, g: Any) -> Any:
-        gv = as_numpy(g)
+        xp = self.xp
         try:
-            out = gv[self.index]
+            out = g[self.index]
         except IndexError as e:
             raise IndexOutOfRange(f"setitem: index {self.index!r} is invalid for shape "
-                                  f"{tuple(gv.shape)}: {e}") from None
-        mask = _landed_mask(gv.shape, self.index)
-        return wrap(numpy.ascontiguousarray(out if mask is None else out * mask), g)
+                                  f"{tuple(g.shape)}: {e}") from None
+        mask = _landed_mask(g.shape, self.index)
+        return xp.ascontiguousarray(out if mask is None else xp.multiply(out, mask))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return SetItem(self.index)(ZerosLike()(node.inputs[0]), out_grad)
@@ -103,13 +79,13 @@ class SetItem(TensorOp):
         self.index = index
 
     def compute(self, a: Any, v: Any) -> Any:
-        av = as_numpy(a)
+        xp = self.xp
         if self.index is Ellipsis:
-            out = numpy.empty_like(av, order="C")
+            out = xp.empty_like(a, order="C")
         else:
-            out = numpy.array(av, order="C")
-        assign_into(out, self.index, as_numpy(v))
-        return wrap(out, a)
+            out = xp.array(a, order="C")
+        assign_into(out, self.index, v)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, v = node.inputs
@@ -130,13 +106,13 @@ class SetItemScalar(TensorOp):
         self.value = value
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
+        xp = self.xp
         if self.index is Ellipsis:
-            out = numpy.empty_like(av, order="C")
+            out = xp.empty_like(a, order="C")
         else:
-            out = numpy.array(av, order="C")
+            out = xp.array(a, order="C")
         assign_into(out, self.index, self.value)
-        return wrap(out, a)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return SetItemScalar(self.index, 0)(out_grad)
@@ -156,7 +132,7 @@ def set_item(a: Tensor, index: Any, value: Any) -> Tensor:
     index = _normalize_index(index)
     if not isinstance(value, Tensor):
         return SetItemScalar(index, value)(a)
-    if a.cached_data is not None and value.cached_data is not None:
+    if a._data is not None and value._data is not None:
         # numpy accepts extra leading 1s on the value (``x[0] = ones((1, 3))``); drop them
         # so that the gradient un-broadcasts to a shape of at most the selection's rank.
         sel = selection_shape(a.shape, index)

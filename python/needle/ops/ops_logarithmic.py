@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
-from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError
 from ._args import reduction_args
 from .ops_mathematic import BroadcastLike, _normalize_axes, exp, summation
 
 
-def _stable_max(x: numpy.ndarray, axes: tuple) -> numpy.ndarray:
+def _stable_max(xp: Any, x: Any, axes: tuple) -> Any:
     """Max over ``axes`` (kept), with non-finite maxima replaced by 0 so x - max stays finite."""
-    m = x.max(axis=axes, keepdims=True) if x.size else numpy.zeros(
+    m = xp.max(x, axis=axes, keepdims=True) if x.size else xp.zeros(
         [1 if i in axes else d for i, d in enumerate(x.shape)], dtype=x.dtype)
-    return numpy.where(numpy.isfinite(m), m, 0).astype(x.dtype, copy=False)
+    m = xp.where(xp.isfinite(m), m, 0)
+    return m if m.dtype == x.dtype else xp.asarray(m, dtype=x.dtype)
 
 
-def _float(a: Any, op: str) -> numpy.ndarray:
-    v = as_numpy(a)
-    if v.dtype.kind != "f":
-        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype}")
-    return v
+def _float(a: Any, op: str) -> Any:
+    if a.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {a.dtype}")
+    return a
 
 
 class LogSoftmax(TensorOp):
@@ -34,10 +31,12 @@ class LogSoftmax(TensorOp):
         self.axis = axis
 
     def compute(self, Z: Any) -> Any:
+        xp = self.xp
         z = _float(Z, "logsoftmax")
         axes = _normalize_axes(self.axis, z.ndim, "logsoftmax", z.shape)
-        shifted = z - _stable_max(z, axes)
-        return wrap(shifted - numpy.log(numpy.exp(shifted).sum(axis=axes, keepdims=True)), Z)
+        shifted = xp.subtract(z, _stable_max(xp, z, axes))
+        total = xp.sum(xp.exp(shifted), axis=axes, keepdims=True)
+        return xp.subtract(shifted, xp.log(total))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         total = BroadcastLike(self.axis)(summation(out_grad, self.axis), out_grad)
@@ -59,13 +58,15 @@ class LogSumExp(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, Z: Any) -> Any:
+        xp = self.xp
         z = _float(Z, "logsumexp")
         axes = _normalize_axes(self.axes, z.ndim, "logsumexp", z.shape)
-        m = _stable_max(z, axes)
-        out = numpy.log(numpy.exp(z - m).sum(axis=axes, keepdims=True)) + m
+        m = _stable_max(xp, z, axes)
+        total = xp.sum(xp.exp(xp.subtract(z, m)), axis=axes, keepdims=True)
+        out = xp.add(xp.log(total), m)
         if self.keepdims:
-            return wrap(out, Z)
-        return wrap(out.reshape([d for i, d in enumerate(z.shape) if i not in axes]), Z)
+            return out
+        return xp.reshape(out, [d for i, d in enumerate(z.shape) if i not in axes])
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # softmax(z) rather than exp(z - lse): lse rounds at large magnitudes (1e10 in
@@ -90,10 +91,11 @@ class Softmax(TensorOp):
         self.axis = axis
 
     def compute(self, Z: Any) -> Any:
+        xp = self.xp
         z = _float(Z, "softmax")
         axes = _normalize_axes(self.axis, z.ndim, "softmax", z.shape)
-        e = numpy.exp(z - _stable_max(z, axes))
-        return wrap(e / e.sum(axis=axes, keepdims=True), Z)
+        e = xp.exp(xp.subtract(z, _stable_max(xp, z, axes)))
+        return xp.divide(e, xp.sum(e, axis=axes, keepdims=True))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         dot = BroadcastLike(self.axis)(summation(out_grad * node, self.axis), node)

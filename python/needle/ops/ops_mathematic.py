@@ -1,21 +1,22 @@
 """Element-wise, scalar, shape, reduction and matmul ops.
 
-Every op is a small class with ``compute`` (numpy on backend arrays, through
-``needle._array``) and ``gradient`` (needle ops only, so gradients are themselves
-differentiable and work on graph-mode placeholders, whose shapes are unknown when
-the gradient graph is built). Where a gradient needs an input's shape it uses the
-shape-polymorphic ops ``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the
-shape of a reference input at compute time.
+Every op is a small class with ``compute`` (on the raw arrays of its operands' device,
+through that device's namespace ``self.xp``: ``xp.add(a, b)``, never ``a + b``) and
+``gradient`` (needle ops only, so gradients are themselves differentiable and work on
+graph-mode placeholders, whose shapes are unknown when the gradient graph is built).
+Where a gradient needs an input's shape it uses the shape-polymorphic ops
+``SumLike``/``BroadcastLike``/``ReshapeLike``, which read the shape of a reference input
+at compute time.
 """
 
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import numpy
 
-from .._array import as_numpy, contiguous, wrap
 from .._dtype import operand_pair, promote_pair
 from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
@@ -48,6 +49,8 @@ __all__ = [
     "divide",
     "DivScalar",
     "divide_scalar",
+    "EWiseSub",
+    "subtract",
     "Negate",
     "negate",
     "Log",
@@ -130,6 +133,16 @@ def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     return tuple(sorted(out))
 
 
+def _row_major(xp: Any, a: Any) -> Any:
+    """``a`` as a C-contiguous array (a copy only for a strided view).
+
+    Sums add in an order that depends on the memory layout; reducing the row-major layout
+    makes a sum's float bits independent of whether its input is a view (a transposed or
+    broadcast operand), as they are in the course's NDArray, whose reductions compact first.
+    """
+    return a if a.flags.c_contiguous else xp.ascontiguousarray(a)
+
+
 def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
     shapes = " and ".join(str(tuple(a.shape)) for a in arrays)
     return ShapeError(f"{op}: shapes {shapes} cannot be broadcast together")
@@ -140,8 +153,8 @@ def _realized_same(a: Value, b: Value) -> bool:
 
     The dtype does not matter: the engine casts every gradient to its input's dtype.
     """
-    x, y = a.cached_data, b.cached_data
-    return (x is not None and y is not None and not isinstance(x, tuple)
+    x, y = a._data, b._data
+    return (x is not None and y is not None and x.__class__ is not tuple
             and x.shape == y.shape)
 
 
@@ -172,21 +185,21 @@ class SumLike(TensorOp):
         self.mean = mean
 
     def compute(self, x: Any, ref: Any) -> Any:
-        xv = as_numpy(x)
+        xp = self.xp
         if self.axes is not None:
-            axes = _normalize_axes(self.axes, xv.ndim, "sum", xv.shape)
+            axes = _normalize_axes(self.axes, x.ndim, "sum", x.shape)
         else:
-            lead = xv.ndim - len(ref.shape)
+            lead = x.ndim - len(ref.shape)
             if lead < 0:
-                raise ShapeError(f"unbroadcast: {tuple(xv.shape)} has fewer dims than "
+                raise ShapeError(f"unbroadcast: {tuple(x.shape)} has fewer dims than "
                                  f"{tuple(ref.shape)}")
             axes = tuple(range(lead)) + tuple(
-                i + lead for i, d in enumerate(ref.shape) if d == 1 and xv.shape[i + lead] != 1
+                i + lead for i, d in enumerate(ref.shape) if d == 1 and x.shape[i + lead] != 1
             )
-        out = xv.sum(axis=axes) if axes else xv
-        if self.mean and xv.size:
-            out = out * (out.size / xv.size)
-        return wrap(numpy.asarray(out).reshape(ref.shape), x)
+        out = xp.sum(_row_major(xp, x), axis=axes) if axes else x
+        if self.mean and x.size:
+            out = xp.multiply(out, out.size / x.size)
+        return xp.reshape(out, ref.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x = node.inputs[0]
@@ -204,16 +217,16 @@ class BroadcastLike(TensorOp):
         self.mean = mean
 
     def compute(self, g: Any, ref: Any) -> Any:
-        gv = as_numpy(g)
+        xp = self.xp
         shape = tuple(ref.shape)
         if self.axes is not None:
             axes = _normalize_axes(self.axes, len(shape), "broadcast", shape)
-            kept = [1 if i in axes else d for i, d in enumerate(shape)]
-            gv = gv.reshape(kept)
-        out = numpy.broadcast_to(gv, shape)
+            g = xp.reshape(g, [1 if i in axes else d for i, d in enumerate(shape)])
+        # A stride-0 view: nothing is copied until an op reads it.
+        out = xp.broadcast_to(g, shape)
         if self.mean and out.size:
-            out = out * (gv.size / out.size)
-        return wrap(contiguous(out), g)
+            out = xp.multiply(out, g.size / out.size)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g = node.inputs[0]
@@ -231,7 +244,7 @@ class ReshapeLike(TensorOp):
     """Reshape ``x`` to ``ref``'s shape (used by Reshape's gradient)."""
 
     def compute(self, x: Any, ref: Any) -> Any:
-        return wrap(as_numpy(x).reshape(ref.shape), x)
+        return self.xp.reshape(x, ref.shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return ReshapeLike()(out_grad, node.inputs[0]), None
@@ -241,7 +254,7 @@ class ZerosLike(TensorOp):
     """Zeros with ``a``'s shape and dtype; no gradient flows through it."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.zeros(a.shape, dtype=a.dtype), a)
+        return self.xp.zeros(a.shape, dtype=a.dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ZerosLike()(node.inputs[0])
@@ -256,7 +269,7 @@ class OnesLike(TensorOp):
     """Ones with ``a``'s shape and dtype; no gradient flows through it."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.ones(a.shape, dtype=a.dtype), a)
+        return self.xp.ones(a.shape, dtype=a.dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ZerosLike()(node.inputs[0])
@@ -276,10 +289,9 @@ class EWiseAdd(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(av + bv, a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.add(a, b)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
 
@@ -298,10 +310,11 @@ class AddScalar(TensorOp):
     """``a + scalar`` element-wise; the scalar keeps the tensor's dtype."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "add_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "add_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) + self.scalar, a)
+        return self.xp.add(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad
@@ -317,10 +330,9 @@ class EWiseMul(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(av * bv, a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.multiply(a, b)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
 
@@ -340,10 +352,11 @@ class MulScalar(TensorOp):
     """``a * scalar`` element-wise; the scalar keeps the tensor's dtype."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "mul_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "mul_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) * self.scalar, a)
+        return self.xp.multiply(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * self.scalar
@@ -359,10 +372,9 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(numpy.power(av, bv), a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.power(a, b)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -382,13 +394,14 @@ class PowerScalar(TensorOp):
     """Op raise a tensor to an (integer or real) power."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "power_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "power_scalar")
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        if isinstance(self.scalar, int) and self.scalar < 0 and av.dtype.kind in "iu":
-            av = av.astype(numpy.float64)
-        return wrap(av ** self.scalar, a)
+        xp = self.xp
+        if isinstance(self.scalar, int) and self.scalar < 0 and a.dtype.kind in "iu":
+            a = xp.asarray(a, dtype=numpy.float64)
+        return xp.power(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         a = node.inputs[0]
@@ -409,10 +422,9 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(av / bv, a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.divide(a, b)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
 
@@ -432,10 +444,11 @@ class DivScalar(TensorOp):
     """``a / scalar`` element-wise."""
 
     def __init__(self, scalar: Any):
-        self.scalar = _scalar(scalar, "divide_scalar")
+        cls = scalar.__class__
+        self.scalar = scalar if cls is float or cls is int else _scalar(scalar, "divide_scalar")
 
     def compute(self, a: Any) -> Any:
-        return wrap(as_numpy(a) / self.scalar, a)
+        return self.xp.divide(a, self.scalar)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / self.scalar
@@ -446,11 +459,37 @@ def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
     return DivScalar(scalar)(a)
 
 
+class EWiseSub(TensorOp):
+    """``a - b`` element-wise, with numpy broadcasting: one pass where ``a + (-b)`` makes two.
+
+    ``a - b`` builds ``EWiseAdd(a, Negate(b))`` when it records a graph (the course counts
+    those two nodes); this op computes it when nothing is recorded (``p.data - lr * g``).
+    """
+
+    def compute(self, a: Any, b: Any) -> Any:
+        try:
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.subtract(a, b)
+        except ValueError:
+            raise _broadcast_error("subtract", a, b) from None
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        a, b = node.inputs
+        return (unbroadcast(out_grad, a) if a.requires_grad else None,
+                unbroadcast(-out_grad, b) if b.requires_grad else None)
+
+
+def subtract(a: Tensor, b: Tensor) -> Tensor:
+    """``a - b`` element-wise (numpy broadcasting), as one op."""
+    return EWiseSub()(a, b)
+
+
 class Negate(TensorOp):
     """``-a`` element-wise."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(-as_numpy(a), a)
+        return self.xp.negative(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return -out_grad
@@ -465,19 +504,18 @@ def negate(a: Tensor) -> Tensor:
 # Element-wise functions
 
 
-def _float_input(a: Any, op: str) -> numpy.ndarray:
-    v = as_numpy(a)
-    if v.dtype.kind != "f":
-        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype}; "
+def _float_input(a: Any, op: str) -> Any:
+    if a.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {a.dtype}; "
                          "convert it with Tensor(x, dtype='float32')")
-    return v
+    return a
 
 
 class Log(TensorOp):
     """Element-wise natural logarithm (float inputs)."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.log(_float_input(a, "log")), a)
+        return self.xp.log(_float_input(a, "log"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / node.inputs[0]
@@ -492,7 +530,7 @@ class Exp(TensorOp):
     """Element-wise ``exp(a)``; the gradient reuses the result."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.exp(_float_input(a, "exp")), a)
+        return self.xp.exp(_float_input(a, "exp"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * node
@@ -507,7 +545,7 @@ class Sqrt(TensorOp):
     """Element-wise square root (float inputs)."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.sqrt(_float_input(a, "sqrt")), a)
+        return self.xp.sqrt(_float_input(a, "sqrt"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad / (node * 2)
@@ -522,8 +560,7 @@ class ReLU(TensorOp):
     """Element-wise ``max(a, 0)``; its gradient is one ``ReLUBackward`` node."""
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
+        return self.xp.maximum(a, 0)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReLUBackward()(out_grad, node.inputs[0])
@@ -533,8 +570,8 @@ class ReLUBackward(TensorOp):
     """``g * (x > 0)``: ReLU's gradient as one node (an indicator, not ReLU of itself)."""
 
     def compute(self, g: Any, x: Any) -> Any:
-        gv = as_numpy(g)
-        return wrap(gv * (as_numpy(x) > 0), g)
+        xp = self.xp
+        return xp.multiply(g, xp.greater(x, 0))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, x = node.inputs
@@ -550,7 +587,7 @@ class Tanh(TensorOp):
     """Element-wise hyperbolic tangent; its gradient is one ``TanhBackward`` node."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.tanh(_float_input(a, "tanh")), a)
+        return self.xp.tanh(_float_input(a, "tanh"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return TanhBackward()(out_grad, node)
@@ -565,8 +602,8 @@ class TanhBackward(TensorOp):
     """``g * (1 - y**2)`` for ``y = tanh(x)``: Tanh's gradient as one node."""
 
     def compute(self, g: Any, y: Any) -> Any:
-        yv = as_numpy(y)
-        return wrap(as_numpy(g) * (1 - yv * yv), g)
+        xp = self.xp
+        return xp.multiply(g, xp.subtract(1, xp.multiply(y, y)))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, y = node.inputs
@@ -578,8 +615,9 @@ class Sigmoid(TensorOp):
 
     def compute(self, a: Any) -> Any:
         # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
-        av = _float_input(a, "sigmoid")
-        return wrap(0.5 * (1.0 + numpy.tanh(0.5 * av)), a)
+        xp = self.xp
+        half = xp.tanh(xp.multiply(_float_input(a, "sigmoid"), 0.5))
+        return xp.multiply(xp.add(half, 1.0), 0.5)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return SigmoidBackward()(out_grad, node)
@@ -589,8 +627,8 @@ class SigmoidBackward(TensorOp):
     """``g * y * (1 - y)`` for ``y = sigmoid(x)``: Sigmoid's gradient as one node."""
 
     def compute(self, g: Any, y: Any) -> Any:
-        yv = as_numpy(y)
-        return wrap(as_numpy(g) * yv * (1 - yv), g)
+        xp = self.xp
+        return xp.multiply(xp.multiply(g, y), xp.subtract(1, y))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g, y = node.inputs
@@ -606,7 +644,7 @@ class Abs(TensorOp):
     """Element-wise absolute value; the gradient is ``sign(a)`` (0 at 0)."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.abs(as_numpy(a)), a)
+        return self.xp.abs(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * sign(node.inputs[0])
@@ -621,7 +659,7 @@ class Sign(TensorOp):
     """-1, 0 or 1 element-wise; its gradient is zero."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.sign(as_numpy(a)), a)
+        return self.xp.sign(a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return zeros_like(node.inputs[0])
@@ -637,10 +675,9 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(numpy.maximum(av, bv), a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.maximum(a, b)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -660,10 +697,9 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            av, bv = as_numpy(a), as_numpy(b)
-            if av.dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-            return wrap(numpy.minimum(av, bv), a)
+            if a.dtype is not b.dtype:
+                a, b = promote_pair(self.xp, a, b)
+            return self.xp.minimum(a, b)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -685,29 +721,25 @@ def minimum(a: Tensor, b: Tensor) -> Tensor:
 class _Compare(TensorOp):
     """Compare ``a`` with a tensor ``b`` or with ``scalar``; 1.0 where true, else 0.0."""
 
-    fn: Any = None
+    fn = ""  # the namespace function, e.g. "greater"
     symbol = "?"
 
     def __init__(self, scalar: Any = None):
         self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
 
     def compute(self, a: Any, b: Any = None) -> Any:
-        if b is None:
-            av, bv = as_numpy(a), self.scalar
-            dtype = av.dtype
-        else:
-            av, bv = as_numpy(a), as_numpy(b)
-            dtype = av.dtype
-            if dtype is not bv.dtype:
-                av, bv = promote_pair(av, bv)
-                dtype = numpy.promote_types(av.dtype, bv.dtype)
+        xp = self.xp
+        dtype = a.dtype
+        if b is not None and dtype is not b.dtype:
+            a, b = promote_pair(xp, a, b)
+            dtype = numpy.promote_types(a.dtype, b.dtype)
         if dtype.kind != "f":
             dtype = numpy.dtype("float32")
         try:
-            out = type(self).fn(av, bv)
+            out = getattr(xp, self.fn)(a, self.scalar if b is None else b)
         except ValueError:
             raise _broadcast_error(self.name.lower(), a, b) from None
-        return wrap(out.astype(dtype), a)
+        return xp.asarray(out, dtype=dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return tuple(zeros_like(x) for x in node.inputs)
@@ -722,37 +754,37 @@ def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
 class Greater(_Compare):
     """``a > b`` (or ``a > scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.greater
+    fn = "greater"
 
 
 class GreaterEqual(_Compare):
     """``a >= b`` (or ``a >= scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.greater_equal
+    fn = "greater_equal"
 
 
 class Less(_Compare):
     """``a < b`` (or ``a < scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.less
+    fn = "less"
 
 
 class LessEqual(_Compare):
     """``a <= b`` (or ``a <= scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.less_equal
+    fn = "less_equal"
 
 
 class Equal(_Compare):
     """``a == b`` (or ``a == scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.equal
+    fn = "equal"
 
 
 class NotEqual(_Compare):
     """``a != b`` (or ``a != scalar``): 1.0 where true, else 0.0; zero gradients."""
 
-    fn = numpy.not_equal
+    fn = "not_equal"
 
 
 def greater(a: Tensor, b: Any) -> Tensor:
@@ -800,8 +832,8 @@ class _ViewOp(TensorOp):
     def __call__(self, a: Tensor) -> Tensor:
         out = Tensor.make_from_op(self, (a,))
         if out.op is None and a.op is None:
-            data = out.cached_data
-            if data is not None and as_numpy(data).base is not None:
+            data = out._data
+            if data is not None and data.base is not None:
                 out._view = (a, self)
         return out
 
@@ -813,19 +845,18 @@ class Transpose(_ViewOp):
         self.axes = None if axes is None else tuple(axes)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         if self.axes is None:
-            if av.ndim < 2:
-                raise ShapeError(f"transpose: needs at least 2 dims, got shape {av.shape}")
-            i, j = av.ndim - 2, av.ndim - 1
+            if a.ndim < 2:
+                raise ShapeError(f"transpose: needs at least 2 dims, got shape {a.shape}")
+            i, j = a.ndim - 2, a.ndim - 1
         else:
             if len(self.axes) != 2 or builtins.any(
-                not -av.ndim <= ax < av.ndim for ax in self.axes
+                not -a.ndim <= ax < a.ndim for ax in self.axes
             ):
                 raise ShapeError(f"transpose: axes {self.axes} must be two axes of shape "
-                                 f"{tuple(av.shape)}")
-            i, j = self.axes[0] % av.ndim, self.axes[1] % av.ndim
-        return wrap(numpy.swapaxes(av, i, j), a)
+                                 f"{tuple(a.shape)}")
+            i, j = self.axes[0] % a.ndim, self.axes[1] % a.ndim
+        return self.xp.swapaxes(a, i, j)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return Transpose(self.axes)(out_grad)
@@ -843,21 +874,20 @@ class Permute(_ViewOp):
         self.axes = None if axes is None else tuple(int(x) for x in axes)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         if self.axes is None:
-            return wrap(av.transpose(), a)
-        if sorted(x % builtins.max(av.ndim, 1) for x in self.axes) != list(range(av.ndim)) or (
-            builtins.any(not -av.ndim <= x < av.ndim for x in self.axes)
+            return self.xp.transpose(a)
+        if sorted(x % builtins.max(a.ndim, 1) for x in self.axes) != list(range(a.ndim)) or (
+            builtins.any(not -a.ndim <= x < a.ndim for x in self.axes)
         ):
             raise ShapeError(f"permute: axes {self.axes} are not a permutation of the "
-                             f"{av.ndim} axes of shape {av.shape}")
-        return wrap(numpy.transpose(av, self.axes), a)
+                             f"{a.ndim} axes of shape {a.shape}")
+        return self.xp.transpose(a, self.axes)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         if self.axes is None:
             return Permute(None)(out_grad)
         n = len(self.axes)
-        inverse = tuple(int(i) for i in numpy.argsort([x % n for x in self.axes]))
+        inverse = tuple(sorted(range(n), key=lambda i: self.axes[i] % n))
         return Permute(inverse)(out_grad)
 
 
@@ -873,12 +903,11 @@ class Reshape(_ViewOp):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            return wrap(av.reshape(self.shape), a)
+            return self.xp.reshape(a, self.shape)
         except (ValueError, TypeError):
-            raise ShapeError(f"reshape: cannot reshape {av.size} elements of shape "
-                             f"{tuple(av.shape)} to {self.shape}") from None
+            raise ShapeError(f"reshape: cannot reshape {a.size} elements of shape "
+                             f"{tuple(a.shape)} to {self.shape}") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])
@@ -896,13 +925,12 @@ class BroadcastTo(TensorOp):
         self.shape = tuple(shape)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            out = numpy.broadcast_to(av, self.shape)
+            # A stride-0 view, as numpy by hand would have it: nothing is copied.
+            return self.xp.broadcast_to(a, self.shape)
         except ValueError:
-            raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(av.shape)} to "
+            raise ShapeError(f"broadcast_to: cannot broadcast shape {tuple(a.shape)} to "
                              f"{self.shape}") from None
-        return wrap(contiguous(out), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return unbroadcast(out_grad, node.inputs[0])
@@ -920,12 +948,12 @@ class GetItem(_ViewOp):
         self.index = index
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
         try:
-            return wrap(contiguous(av[self.index]), a)
+            # Basic indexing is a view (stride arithmetic); integer arrays gather a copy.
+            return a[self.index]
         except IndexError as e:
             raise IndexOutOfRange(f"getitem: index {self.index!r} is invalid for shape "
-                             f"{tuple(av.shape)}: {e}") from None
+                             f"{tuple(a.shape)}: {e}") from None
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ScatterLike(self.index)(out_grad, node.inputs[0])
@@ -954,9 +982,10 @@ class ScatterLike(TensorOp):
         self.index = index
 
     def compute(self, g: Any, ref: Any) -> Any:
-        out = numpy.zeros(ref.shape, dtype=g.dtype)
-        numpy.add.at(out, self.index, as_numpy(g))
-        return wrap(out, g)
+        xp = self.xp
+        out = xp.zeros(ref.shape, dtype=g.dtype)
+        xp.add.at(out, self.index, g)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return GetItem(self.index)(out_grad), None
@@ -974,9 +1003,8 @@ class Summation(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "summation", av.shape)
-        return wrap(av.sum(axis=axes, keepdims=self.keepdims), a)
+        axes = _normalize_axes(self.axes, a.ndim, "summation", a.shape)
+        return self.xp.sum(_row_major(self.xp, a), axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # keepdims results and full reductions (0-d) broadcast back with no axes to re-insert.
@@ -999,15 +1027,15 @@ class Mean(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
-        if av.dtype.kind != "f":
-            av = av.astype(numpy.float32)
-        if av.size == 0:
+        xp = self.xp
+        axes = _normalize_axes(self.axes, a.ndim, "mean", a.shape)
+        if a.dtype.kind != "f":
+            a = xp.asarray(a, dtype=numpy.float32)
+        if a.size == 0:
             # numpy.mean warns on an empty slice; 0 / 0 is NaN quietly, as in PyTorch.
-            count = int(numpy.prod([av.shape[i] for i in axes]))
-            return wrap(av.sum(axis=axes, keepdims=self.keepdims) / count, a)
-        return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
+            count = math.prod([a.shape[i] for i in axes])
+            return xp.divide(xp.sum(a, axis=axes, keepdims=self.keepdims), count)
+        return xp.mean(_row_major(xp, a), axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         axes = None if self.keepdims else self.axes
@@ -1029,11 +1057,10 @@ class Max(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "max", av.shape)
-        if av.size == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {av.shape}")
-        return wrap(av.max(axis=axes, keepdims=self.keepdims), a)
+        axes = _normalize_axes(self.axes, a.ndim, "max", a.shape)
+        if a.size == 0:
+            raise ShapeError(f"max: cannot reduce an empty tensor of shape {a.shape}")
+        return self.xp.max(a, axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         x = node.inputs[0]
@@ -1057,9 +1084,8 @@ def max(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
 # Matrix product
 
 
-def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
-                  vectors: bool = False) -> numpy.ndarray:
-    """``av @ bv`` on numpy arrays, raising ``op``'s ShapeError for operands that do not fit.
+def matmul_arrays(xp: Any, av: Any, bv: Any, op: str, vectors: bool = False) -> Any:
+    """``xp.matmul(av, bv)``, raising ``op``'s ShapeError for operands that do not fit.
 
     ``vectors=True`` also accepts 1-D operands, by numpy's rules.
     """
@@ -1073,10 +1099,23 @@ def matmul_arrays(av: numpy.ndarray, bv: numpy.ndarray, op: str,
         raise ShapeError(f"{op}: shapes {tuple(av.shape)} and {tuple(bv.shape)} are not "
                          f"aligned ({av.shape[-1]} != {inner_b})")
     try:
-        return av @ bv
+        return xp.matmul(_blas_layout(xp, av), _blas_layout(xp, bv))
     except ValueError:
         raise ShapeError(f"{op}: batch dims of {tuple(av.shape)} and {tuple(bv.shape)} "
                          "cannot be broadcast together") from None
+
+
+def _blas_layout(xp: Any, a: Any) -> Any:
+    """``a`` itself if each of its matrices is a plain or transposed dense block (what BLAS
+    takes), else a contiguous copy. Gradients are often broadcast (stride-0) views, which
+    ``matmul`` would multiply in a slow loop of its own."""
+    if a.ndim < 2:
+        return a if a.strides[0] == a.itemsize else xp.ascontiguousarray(a)
+    row, col = a.strides[-2:]
+    size = a.itemsize
+    if (col == size and row >= size * a.shape[-1]) or (row == size and col >= size * a.shape[-2]):
+        return a
+    return xp.ascontiguousarray(a)
 
 
 class MatMul(TensorOp):
@@ -1084,11 +1123,11 @@ class MatMul(TensorOp):
     (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(*operand_pair(a, b), "matmul", vectors=True), a)
+        return matmul_arrays(self.xp, *operand_pair(self.xp, a, b), "matmul", vectors=True)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs
-        x, y = a.cached_data, b.cached_data
+        x, y = a._data, b._data
         if x is not None and y is not None and len(x.shape) >= 2 and len(y.shape) >= 2:
             # Skip the product for an input that takes no gradient (e.g. the data batch).
             grad_a = unbroadcast(out_grad @ transpose(b), a) if a.requires_grad else None
@@ -1113,10 +1152,9 @@ class MatMulOperand(TensorOp):
         self.side = side
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        if av.ndim != 1:
+        if a.ndim != 1:
             return a
-        return wrap(av[None, :] if self.side == 0 else av[:, None], a)
+        return self.xp.expand_dims(a, 0 if self.side == 0 else 1)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])
@@ -1127,12 +1165,12 @@ class MatMulOutGrad(TensorOp):
     so that it has the shape of the product of the matrix views of ``a`` and ``b``."""
 
     def compute(self, g: Any, a: Any, b: Any) -> Any:
-        gv = as_numpy(g)
+        xp = self.xp
         if len(b.shape) == 1:
-            gv = gv[..., None]
+            g = xp.expand_dims(g, -1)
         if len(a.shape) == 1:
-            gv = gv[..., None, :]
-        return wrap(contiguous(gv), g)
+            g = xp.expand_dims(g, -2)
+        return g
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return ReshapeLike()(out_grad, node.inputs[0]), None, None

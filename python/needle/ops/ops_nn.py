@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy
-from numpy.lib.stride_tricks import as_strided
 
-from .._array import as_numpy, contiguous, wrap
 from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
@@ -25,9 +23,9 @@ class Flip(TensorOp):
         self.axes = _axes_tuple(axes)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "flip", av.shape)
-        return wrap(contiguous(numpy.flip(av, axes)), a)
+        axes = _normalize_axes(self.axes, a.ndim, "flip", a.shape)
+        # A negative-stride view (the course's NDArray.flip makes it, then compacts).
+        return self.xp.flip(a, axes)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return flip(out_grad, self.axes)
@@ -57,13 +55,13 @@ class Dilate(TensorOp):
         self.dilation = _check_dilation("dilate", dilation)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "dilate", av.shape)
+        xp = self.xp
+        axes = _normalize_axes(self.axes, a.ndim, "dilate", a.shape)
         step = self.dilation + 1
-        shape = [d * step if i in axes else d for i, d in enumerate(av.shape)]
-        out = numpy.zeros(shape, dtype=av.dtype)
-        out[_every(step, axes, av.ndim)] = av
-        return wrap(out, a)
+        shape = [d * step if i in axes else d for i, d in enumerate(a.shape)]
+        out = xp.zeros(shape, dtype=a.dtype)
+        xp.copyto(out[_every(step, axes, a.ndim)], a)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return undilate(out_grad, self.axes, self.dilation)
@@ -82,9 +80,9 @@ class UnDilate(TensorOp):
         self.dilation = _check_dilation("undilate", dilation)
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "undilate", av.shape)
-        return wrap(contiguous(av[_every(self.dilation + 1, axes, av.ndim)]), a)
+        axes = _normalize_axes(self.axes, a.ndim, "undilate", a.shape)
+        # A strided view (stride arithmetic).
+        return a[_every(self.dilation + 1, axes, a.ndim)]
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return DilateLike(self.axes, self.dilation)(out_grad, node.inputs[0])
@@ -104,11 +102,11 @@ class DilateLike(TensorOp):
         self.dilation = dilation
 
     def compute(self, g: Any, ref: Any) -> Any:
-        gv = as_numpy(g)
-        axes = _normalize_axes(self.axes, gv.ndim, "dilate", gv.shape)
-        out = numpy.zeros(ref.shape, dtype=gv.dtype)
-        out[_every(self.dilation + 1, axes, gv.ndim)] = gv
-        return wrap(out, g)
+        xp = self.xp
+        axes = _normalize_axes(self.axes, g.ndim, "dilate", g.shape)
+        out = xp.zeros(ref.shape, dtype=g.dtype)
+        xp.copyto(out[_every(self.dilation + 1, axes, g.ndim)], g)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return undilate(out_grad, self.axes, self.dilation), None
@@ -123,11 +121,10 @@ class Pad(TensorOp):
             raise ShapeError(f"pad: padding must be >= 0, got {self.axes}")
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        if len(self.axes) != av.ndim:
+        if len(self.axes) != a.ndim:
             raise ShapeError(f"pad: {len(self.axes)} (before, after) pairs given for a "
-                             f"tensor of shape {tuple(av.shape)}")
-        return wrap(numpy.pad(av, self.axes), a)
+                             f"tensor of shape {tuple(a.shape)}")
+        return self.xp.pad(a, self.axes)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return get_item(out_grad, tuple(slice(lo, -hi if hi else None) for lo, hi in self.axes))
@@ -162,35 +159,35 @@ def _conv_shapes(op: str, x_shape: tuple, w_shape: tuple, s: int, p: int) -> tup
     return ho, wo
 
 
-def _im2col(x: numpy.ndarray, kh: int, kw: int, s: int, p: int) -> numpy.ndarray:
+def _im2col(xp: Any, x: Any, kh: int, kw: int, s: int, p: int) -> Any:
     """(N*Ho*Wo, kh*kw*C) matrix of every receptive field of the zero-padded input."""
     n, h, wd, c = x.shape
     if p:
-        padded = numpy.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=x.dtype)
-        padded[:, p:p + h, p:p + wd, :] = x
+        padded = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=x.dtype)
+        xp.copyto(padded[:, p:p + h, p:p + wd, :], x)
         x = padded
     else:
-        x = contiguous(x)
+        x = xp.ascontiguousarray(x)
     ho, wo = (x.shape[1] - kh) // s + 1, (x.shape[2] - kw) // s + 1
     sn, sh, sw, sc = x.strides
-    windows = as_strided(x, (n, ho, wo, kh, kw, c), (sn, sh * s, sw * s, sh, sw, sc),
-                         writeable=False)
-    return windows.reshape(n * ho * wo, kh * kw * c)
+    windows = xp.lib.stride_tricks.as_strided(
+        x, (n, ho, wo, kh, kw, c), (sn, sh * s, sw * s, sh, sw, sc))
+    return xp.reshape(windows, (n * ho * wo, kh * kw * c))
 
 
-def _col2im(cols: numpy.ndarray, x_shape: tuple, kh: int, kw: int, s: int,
-            p: int) -> numpy.ndarray:
+def _col2im(xp: Any, cols: Any, x_shape: tuple, kh: int, kw: int, s: int, p: int) -> Any:
     """Adjoint of ``_im2col``: add every receptive-field entry back onto its input pixel.
 
     One strided add per kernel offset (kh*kw of them), never a loop over pixels.
     """
     n, h, wd, c = x_shape
     ho, wo = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-    cols = cols.reshape(n, ho, wo, kh, kw, c)
-    out = numpy.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=cols.dtype)
+    cols = xp.reshape(cols, (n, ho, wo, kh, kw, c))
+    out = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :] += cols[:, :, :, i, j, :]
+            window = out[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
+            xp.add(window, cols[:, :, :, i, j, :], out=window)
     return out[:, p:p + h, p:p + wd, :] if p else out
 
 
@@ -210,13 +207,14 @@ class Conv(_ConvOp):
     """
 
     def compute(self, A: Any, B: Any) -> Any:
-        x, w = operand_pair(A, B)
+        xp = self.xp
+        x, w = operand_pair(xp, A, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv", x.shape, w.shape, s, p)
         kh, kw, _, c_out = w.shape
-        cols = _im2col(x, kh, kw, s, p)
-        out = cols @ w.reshape(-1, c_out)
-        return wrap(out.reshape(x.shape[0], ho, wo, c_out), A)
+        cols = _im2col(xp, x, kh, kw, s, p)
+        out = xp.matmul(cols, xp.reshape(w, (-1, c_out)))
+        return xp.reshape(out, (x.shape[0], ho, wo, c_out))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         X, W = node.inputs
@@ -256,15 +254,16 @@ class ConvGradInput(_ConvOp):
     """
 
     def compute(self, G: Any, B: Any, ref: Any) -> Any:
-        g, w = operand_pair(G, B)
+        xp = self.xp
+        g, w = operand_pair(xp, G, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_input", tuple(ref.shape), w.shape, s, p)
         kh, kw, _, c_out = w.shape
         if tuple(g.shape) != (ref.shape[0], ho, wo, c_out):
             raise ShapeError(f"conv_grad_input: output gradient has shape {tuple(g.shape)}, "
                              f"expected {(ref.shape[0], ho, wo, c_out)}")
-        cols = g.reshape(-1, c_out) @ w.reshape(-1, c_out).T
-        return wrap(_col2im(cols, tuple(ref.shape), kh, kw, s, p), G)
+        cols = xp.matmul(xp.reshape(g, (-1, c_out)), xp.reshape(w, (-1, c_out)).T)
+        return _col2im(xp, cols, tuple(ref.shape), kh, kw, s, p)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         G, W, X = node.inputs
@@ -281,16 +280,17 @@ class ConvGradWeight(_ConvOp):
     """
 
     def compute(self, A: Any, G: Any, ref: Any) -> Any:
-        x, g = operand_pair(A, G)
+        xp = self.xp
+        x, g = operand_pair(xp, A, G)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_weight", x.shape, tuple(ref.shape), s, p)
         kh, kw, c_in, c_out = ref.shape
         if tuple(g.shape) != (x.shape[0], ho, wo, c_out):
             raise ShapeError(f"conv_grad_weight: output gradient has shape {tuple(g.shape)}, "
                              f"expected {(x.shape[0], ho, wo, c_out)}")
-        cols = _im2col(x, kh, kw, s, p)
-        out = cols.T @ g.reshape(-1, c_out)
-        return wrap(out.reshape(kh, kw, c_in, c_out), A)
+        cols = _im2col(xp, x, kh, kw, s, p)
+        out = xp.matmul(cols.T, xp.reshape(g, (-1, c_out)))
+        return xp.reshape(out, (kh, kw, c_in, c_out))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         X, G, W = node.inputs

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .ops_mathematic import MatMul
@@ -29,7 +28,8 @@ class OrderedMatMul(TensorOp):
     """
 
     def compute(self, a: Any, b: Any) -> Any:
-        av, bv = as_numpy(a), as_numpy(b)
+        xp = self.xp
+        av, bv = a, b
         if av.ndim < 2 or bv.ndim < 2 or av.shape[-1] != bv.shape[-2]:
             raise ShapeError(f"ordered_matmul: cannot multiply shapes {tuple(av.shape)} and "
                              f"{tuple(bv.shape)} (expected (..., m, k) and (..., k, n))")
@@ -40,13 +40,13 @@ class OrderedMatMul(TensorOp):
                              f"{tuple(bv.shape)} cannot be broadcast together") from None
         k = av.shape[-1]
         dtype = numpy.result_type(av.dtype, bv.dtype)
-        out = numpy.zeros((*batch, av.shape[-2], bv.shape[-1]), dtype=dtype)
-        term = numpy.empty_like(out)
+        out = xp.zeros((*batch, av.shape[-2], bv.shape[-1]), dtype=dtype)
+        term = xp.empty_like(out)
         for i in range(k):
             # Two separate roundings: the product, then the running sum (no fused multiply-add).
-            numpy.multiply(av[..., :, i:i + 1], bv[..., i:i + 1, :], out=term)
-            numpy.add(out, term, out=out)
-        return wrap(out, a)
+            xp.multiply(av[..., :, i:i + 1], bv[..., i:i + 1, :], out=term)
+            xp.add(out, term, out=out)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         # Only the forward values have a reference to reproduce; the backward takes the fast

@@ -8,11 +8,11 @@ built, the shape-polymorphic pair ``BroadcastScaled``/``SumScaled`` reads it at 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy
 
-from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, ShapeError
 from ._torch_args import axes_keepdims
@@ -38,11 +38,10 @@ class Min(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
-        axes = _normalize_axes(self.axes, av.ndim, "min", av.shape)
-        if av.size == 0:
-            raise ShapeError(f"min: cannot reduce an empty tensor of shape {av.shape}")
-        return wrap(av.min(axis=axes, keepdims=self.keepdims), a)
+        axes = _normalize_axes(self.axes, a.ndim, "min", a.shape)
+        if a.size == 0:
+            raise ShapeError(f"min: cannot reduce an empty tensor of shape {a.shape}")
+        return self.xp.min(a, axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         x = node.inputs[0]
@@ -98,13 +97,13 @@ class BroadcastScaled(TensorOp):
         self.correction = correction
 
     def compute(self, g: Any, ref: Any) -> Any:
-        gv = as_numpy(g)
+        xp, gv = self.xp, g
         shape = tuple(ref.shape)
         axes = _normalize_axes(self.axes, len(shape), "var", shape)
-        count = int(numpy.prod([shape[i] for i in axes], dtype=numpy.int64))
+        count = math.prod([shape[i] for i in axes])
         dof = _divisor(count, self.correction, "var", shape, axes)
-        out = numpy.broadcast_to(gv.reshape(_kept_shape(shape, axes)), shape) / gv.dtype.type(dof)
-        return wrap(contiguous(out), g)
+        kept = xp.reshape(gv, _kept_shape(shape, axes))
+        return xp.divide(xp.broadcast_to(kept, shape), gv.dtype.type(dof))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         g = node.inputs[0]
@@ -120,12 +119,12 @@ class SumScaled(TensorOp):
         self.correction = correction
 
     def compute(self, h: Any, ref: Any) -> Any:
-        hv = as_numpy(h)
+        xp, hv = self.xp, h
         axes = _normalize_axes(self.axes, hv.ndim, "var", hv.shape)
-        count = int(numpy.prod([hv.shape[i] for i in axes], dtype=numpy.int64))
+        count = math.prod([hv.shape[i] for i in axes])
         dof = _divisor(count, self.correction, "var", hv.shape, axes)
-        out = hv.sum(axis=axes, keepdims=True).reshape(ref.shape) / hv.dtype.type(dof)
-        return wrap(out, h)
+        total = xp.reshape(xp.sum(hv, axis=axes, keepdims=True), ref.shape)
+        return xp.divide(total, hv.dtype.type(dof))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         h = node.inputs[0]
@@ -143,20 +142,20 @@ def _check_correction(correction: Any, op: str) -> float:
     return int(value) if value.is_integer() else value
 
 
-def _var_forward(a: Any, axes_arg: Any, correction: float, keepdims: bool,
-                 op: str) -> numpy.ndarray:
+def _var_forward(xp: Any, a: Any, axes_arg: Any, correction: float, keepdims: bool,
+                 op: str) -> Any:
     """The variance in two passes: the mean first (corrected once), then the squared
     deviations from it."""
     av = float_input(a, op)
     axes = _normalize_axes(axes_arg, av.ndim, op, av.shape)
-    count = int(numpy.prod([av.shape[i] for i in axes], dtype=numpy.int64))
+    count = math.prod([av.shape[i] for i in axes])
     dof = _divisor(count, correction, op, av.shape, axes)
-    centred = av - av.mean(axis=axes, keepdims=True)
+    centred = xp.subtract(av, xp.mean(av, axis=axes, keepdims=True))
     # A second pass corrects the mean's rounding: a constant group then centres to exactly
     # 0 (variance 0, not a few ulps), as PyTorch's accumulation gives.
-    centred -= centred.mean(axis=axes, keepdims=True)
-    out = numpy.square(centred).sum(axis=axes, keepdims=keepdims) / av.dtype.type(dof)
-    return out
+    centred = xp.subtract(centred, xp.mean(centred, axis=axes, keepdims=True))
+    total = xp.sum(xp.square(centred), axis=axes, keepdims=keepdims)
+    return xp.divide(total, av.dtype.type(dof))
 
 
 def _centred(x: Tensor, axes: Any) -> Tensor:
@@ -174,7 +173,7 @@ class Var(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        return wrap(_var_forward(a, self.axes, self.correction, self.keepdims, "var"), a)
+        return _var_forward(self.xp, a, self.axes, self.correction, self.keepdims, "var")
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # d var / dx = 2 (x - mean) / (N - correction); the mean's own term vanishes because
@@ -220,8 +219,8 @@ class Std(TensorOp):
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        out = _var_forward(a, self.axes, self.correction, self.keepdims, "std")
-        return wrap(numpy.sqrt(out), a)
+        xp = self.xp
+        return xp.sqrt(_var_forward(xp, a, self.axes, self.correction, self.keepdims, "std"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         # (x - mean) / ((N - correction) * std). Where std is 0 every deviation is 0 too, so

@@ -2,8 +2,8 @@
 scatter_add, argmax and argmin.
 
 Indices and conditions are ordinary tensor inputs (so a graph-mode placeholder can feed
-them); they get no gradient. Under the ``nd`` backend, whose arrays hold floats, index and
-arg-max tensors hold their integers as floats; under ``np`` they are int64.
+them); they get no gradient. Arg-max results are int64 on both backends; index tensors
+built by ``Tensor(...)`` on the ``nd`` backend hold their integers as floats.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from ._torch_args import axes_keepdims, pick
@@ -31,7 +30,7 @@ __all__ = ["Where", "where", "ScalarLike", "Clamp", "clamp", "clip", "Gather", "
 
 def _device_or_none(t: Tensor) -> Any:
     """``t``'s device, or None (the default device) for a graph-mode placeholder."""
-    return t.device if t.cached_data is not None else None
+    return t.device if t._data is not None else None
 
 
 def _constant(value: Any, like: Tensor | None) -> Tensor:
@@ -53,7 +52,7 @@ class ScalarLike(TensorOp):
     def compute(self, ref: Any) -> Any:
         dtype = ref.dtype if ref.dtype.kind == "f" else numpy.result_type(ref.dtype,
                                                                           type(self.value))
-        return wrap(numpy.asarray(self.value, dtype=dtype), ref)
+        return self.xp.asarray(self.value, dtype=dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         return (None,)
@@ -67,13 +66,13 @@ class Where(TensorOp):
     """
 
     def compute(self, c: Any, a: Any, b: Any) -> Any:
-        cv, av, bv = as_numpy(c), as_numpy(a), as_numpy(b)
+        xp, cv, av, bv = self.xp, c, a, b
         try:
             numpy.broadcast_shapes(cv.shape, av.shape, bv.shape)
         except ValueError:
             raise ShapeError(f"where: shapes {tuple(cv.shape)} (condition), {tuple(av.shape)} "
                              f"and {tuple(bv.shape)} cannot be broadcast together") from None
-        return wrap(numpy.where(cv != 0, av, bv), a)
+        return xp.where(xp.not_equal(cv, 0), av, bv)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         c, a, b = node.inputs
@@ -133,13 +132,13 @@ class Clamp(TensorOp):
             raise DTypeError("clamp: at least one of min and max must be given")
 
     def compute(self, a: Any) -> Any:
-        out = as_numpy(a)
+        xp, out = self.xp, a
         # maximum then minimum: with min > max every value becomes max, as in PyTorch.
         if self.min is not None:
-            out = numpy.maximum(out, self.min)
+            out = xp.maximum(out, self.min)
         if self.max is not None:
-            out = numpy.minimum(out, self.max)
-        return wrap(out, a)
+            out = xp.minimum(out, self.max)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         x = node.inputs[0]
@@ -178,22 +177,21 @@ def clip(a: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
 # gather / take_along_axis / scatter_add
 
 
-def _integer_index(index: Any, op: str) -> numpy.ndarray:
-    iv = as_numpy(index)
+def _integer_index(xp: Any, iv: Any, op: str) -> Any:
     if iv.dtype.kind in "iu":
-        return iv.astype(numpy.int64, copy=False)
+        return iv if iv.dtype == numpy.int64 else xp.asarray(iv, dtype=numpy.int64)
     if iv.dtype.kind != "f":
         raise DTypeError(f"{op}: index must hold integers, got dtype {iv.dtype} "
                          f"(index shape {tuple(iv.shape)})")
-    whole = numpy.isfinite(iv) & (iv == numpy.trunc(iv))
-    if not whole.all():
-        bad = iv[~whole].reshape(-1)[0]
+    whole = xp.logical_and(xp.isfinite(iv), xp.equal(iv, xp.trunc(iv)))
+    if not bool(xp.all(whole)):
+        bad = iv[xp.logical_not(whole)].reshape(-1)[0]
         raise DTypeError(f"{op}: index must hold integers, got {bad} "
                          f"(index shape {tuple(iv.shape)})")
-    return iv.astype(numpy.int64)
+    return xp.asarray(iv, dtype=numpy.int64)
 
 
-def _check_along_axis(op: str, shape: tuple, idx: numpy.ndarray, axis: int,
+def _check_along_axis(xp: Any, op: str, shape: tuple, idx: Any, axis: int,
                       exact: bool) -> int:
     """Validate ``idx`` against an input of ``shape``; return ``axis`` made non-negative.
 
@@ -223,7 +221,7 @@ def _check_along_axis(op: str, shape: tuple, idx: numpy.ndarray, axis: int,
                              f"{d} ({shapes})")
     n = shape[axis]
     if idx.size:
-        low, high = int(idx.min()), int(idx.max())
+        low, high = int(xp.min(idx)), int(xp.max(idx))
         if low < (0 if exact else -n) or high >= n:
             bad = low if low < (0 if exact else -n) else high
             valid = f"0 to {n - 1}" if exact else f"{-n} to {n - 1}"
@@ -232,7 +230,7 @@ def _check_along_axis(op: str, shape: tuple, idx: numpy.ndarray, axis: int,
     return axis
 
 
-def _along_axis(shape: tuple, idx: numpy.ndarray, axis: int, exact: bool) -> tuple:
+def _along_axis(xp: Any, shape: tuple, idx: Any, axis: int, exact: bool) -> tuple:
     """The numpy fancy index that picks ``idx`` along ``axis`` and every position elsewhere
     (the leading ``idx.shape[d]`` positions when ``exact``)."""
     ndim = len(shape)
@@ -242,7 +240,7 @@ def _along_axis(shape: tuple, idx: numpy.ndarray, axis: int, exact: bool) -> tup
             parts.append(idx)
         else:
             n = idx.shape[d] if exact else shape[d]
-            parts.append(numpy.arange(n).reshape([-1 if k == d else 1 for k in range(ndim)]))
+            parts.append(xp.reshape(xp.arange(n), [-1 if k == d else 1 for k in range(ndim)]))
     return tuple(parts)
 
 
@@ -263,10 +261,10 @@ class Gather(TensorOp):
         return "gather" if self.exact else "take_along_axis"
 
     def compute(self, x: Any, index: Any) -> Any:
-        xv = as_numpy(x)
-        idx = _integer_index(index, self._op)
-        axis = _check_along_axis(self._op, xv.shape, idx, self.axis, self.exact)
-        return wrap(xv[_along_axis(xv.shape, idx, axis, self.exact)], x)
+        xp = self.xp
+        idx = _integer_index(xp, index, self._op)
+        axis = _check_along_axis(xp, self._op, x.shape, idx, self.axis, self.exact)
+        return x[_along_axis(xp, x.shape, idx, axis, self.exact)]
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x, index = node.inputs
@@ -285,20 +283,20 @@ class ScatterAdd(TensorOp):
         self.exact = exact
 
     def compute(self, x: Any, index: Any, src: Any) -> Any:
-        xv, sv = as_numpy(x), as_numpy(src)
+        xp, xv, sv = self.xp, x, src
         op = "scatter_add"
-        idx = _integer_index(index, op)
-        axis = _check_along_axis(op, xv.shape, idx, self.axis, self.exact)
-        where_ = _along_axis(xv.shape, idx, axis, self.exact)
+        idx = _integer_index(xp, index, op)
+        axis = _check_along_axis(xp, op, xv.shape, idx, self.axis, self.exact)
+        where_ = _along_axis(xp, xv.shape, idx, axis, self.exact)
         want = numpy.broadcast_shapes(*(p.shape for p in where_))
         if tuple(sv.shape) != want:
             raise ShapeError(f"{op}: src has shape {tuple(sv.shape)} but index {tuple(idx.shape)}"
                              f" into input {tuple(xv.shape)} along dim {axis} selects {want}")
         if sv.dtype != xv.dtype:
             raise DTypeError(f"{op}: src has dtype {sv.dtype} but the input has {xv.dtype}")
-        out = xv.copy()
-        numpy.add.at(out, where_, sv)
-        return wrap(out, x)
+        out = xp.array(xv)
+        xp.add.at(out, where_, sv)
+        return out
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x, index, src = node.inputs
@@ -361,7 +359,7 @@ class _ArgReduce(TensorOp):
     """Index of the extreme value along ``axis`` (None: of the flattened tensor); the first
     one at ties. The result is a constant: it never requires grad."""
 
-    reduce: Any = None
+    reduce = ""  # the namespace function: "argmax" or "argmin"
 
     def __init__(self, axis: int | None = None, keepdims: bool = False):
         self.axis = axis
@@ -370,13 +368,13 @@ class _ArgReduce(TensorOp):
     def __call__(self, a: Tensor) -> Tensor:
         out = Tensor.make_from_op(self, (a,))
         out.requires_grad = False
-        if out.cached_data is not None:
+        if out._data is not None:
             # Computed already: keep no graph behind a value nothing differentiates.
             out.op, out.inputs = None, ()
         return out
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
+        av = a
         op = self.name.lower()
         axis = self.axis
         if axis is not None:
@@ -390,8 +388,8 @@ class _ArgReduce(TensorOp):
             raise ShapeError(f"{op}: cannot take the {op} of an empty "
                              f"{'tensor' if axis is None else f'axis {axis}'} "
                              f"(shape {tuple(av.shape)})")
-        out = type(self).reduce(av, axis=axis, keepdims=self.keepdims)
-        return wrap(numpy.asarray(out, dtype=numpy.int64), a)
+        out = getattr(self.xp, self.reduce)(av, axis=axis, keepdims=self.keepdims)
+        return self.xp.asarray(out, dtype=numpy.int64)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return zeros_like(node.inputs[0])
@@ -400,13 +398,13 @@ class _ArgReduce(TensorOp):
 class ArgMax(_ArgReduce):
     """Indices of the maxima along an axis (integer result, no gradient)."""
 
-    reduce = numpy.argmax
+    reduce = "argmax"
 
 
 class ArgMin(_ArgReduce):
     """Indices of the minima along an axis (integer result, no gradient)."""
 
-    reduce = numpy.argmin
+    reduce = "argmin"
 
 
 def argmax(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
@@ -424,8 +422,7 @@ def argmax(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
     Returns
     -------
     Tensor
-        Integer values (int64 under the ``np`` backend, floats under ``nd``), the first
-        index at ties; it does not require grad.
+        Integer values (int64), the first index at ties; it does not require grad.
     """
     axis, keepdims = axes_keepdims("argmax", axis, keepdims, dim, keepdim, "axis")
     return ArgMax(axis, keepdims)(a)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, contiguous, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, ShapeError
 from ._torch_args import pick
@@ -57,7 +56,7 @@ class Concatenate(TensorOp):
     def compute(self, *arrays: Any) -> Any:
         shapes = [tuple(a.shape) for a in arrays]
         axis = _concat_axis(shapes, self.axis, "concatenate")
-        return wrap(numpy.concatenate([as_numpy(a) for a in arrays], axis=axis), arrays[0])
+        return self.xp.concatenate(arrays, axis=axis)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         inputs = node.inputs
@@ -81,10 +80,10 @@ class ConcatSlice(TensorOp):
         axis = _concat_axis(shapes, self.axis, "concatenate")
         start = builtins.sum(s[axis] for s in shapes[: self.index])
         stop = start + shapes[self.index][axis]
-        gv = as_numpy(g)
-        part = gv[(slice(None),) * axis + (slice(start, stop),)]
+        part = g[(slice(None),) * axis + (slice(start, stop),)]
         # Concatenating mixed dtypes promotes; each input's gradient keeps its own dtype.
-        return wrap(contiguous(part.astype(refs[self.index].dtype, copy=False)), g)
+        dtype = refs[self.index].dtype
+        return part if part.dtype == dtype else self.xp.asarray(part, dtype=dtype)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         refs = node.inputs[1:]
@@ -137,15 +136,15 @@ class Squeeze(TensorOp):
         self.axis = axis
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
+        av = a
         if self.axis is None:
-            return wrap(av.reshape([d for d in av.shape if d != 1]), a)
+            return self.xp.reshape(av, [d for d in av.shape if d != 1])
         axes = _normalize_axes(self.axis, av.ndim, "squeeze", av.shape)
         wide = [ax for ax in axes if av.shape[ax] != 1]
         if wide:
             raise ShapeError(f"squeeze: axis {wide[0]} of shape {tuple(av.shape)} has size "
                              f"{av.shape[wide[0]]}, not 1")
-        return wrap(av.reshape([d for i, d in enumerate(av.shape) if i not in axes]), a)
+        return self.xp.reshape(av, [d for i, d in enumerate(av.shape) if i not in axes])
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])
@@ -167,7 +166,7 @@ class Unsqueeze(TensorOp):
         self.axis = axis
 
     def compute(self, a: Any) -> Any:
-        av = as_numpy(a)
+        av = a
         axes = (self.axis,) if isinstance(self.axis, (int, numpy.integer)) else tuple(self.axis)
         out_ndim = av.ndim + len(axes)
         for ax in axes:
@@ -181,7 +180,7 @@ class Unsqueeze(TensorOp):
             raise ShapeError(f"unsqueeze: repeated axis in {axes} for shape {tuple(av.shape)}")
         dims = iter(av.shape)
         shape = [1 if i in new else next(dims) for i in range(out_ndim)]
-        return wrap(av.reshape(shape), a)
+        return self.xp.reshape(av, shape)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return ReshapeLike()(out_grad, node.inputs[0])

@@ -4,29 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
-from .._array import as_numpy, wrap
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError
 
 __all__ = ["Sin", "sin", "Cos", "cos"]
 
 
-def float_input(a: Any, op: str) -> numpy.ndarray:
-    """``a`` as numpy, or a DTypeError naming ``op``, the dtype and the shape."""
-    v = as_numpy(a)
-    if v.dtype.kind != "f":
-        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {v.dtype} "
-                         f"(shape {tuple(v.shape)}); convert it with Tensor(x, dtype='float32')")
-    return v
+def float_input(a: Any, op: str) -> Any:
+    """``a`` itself, or a DTypeError naming ``op``, the dtype and the shape."""
+    if a.dtype.kind != "f":
+        raise DTypeError(f"{op}: expects a floating-point tensor, got dtype {a.dtype} "
+                         f"(shape {tuple(a.shape)}); convert it with Tensor(x, dtype='float32')")
+    return a
 
 
 class Sin(TensorOp):
     """Element-wise sine; the gradient is ``cos``."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.sin(float_input(a, "sin")), a)
+        return self.xp.sin(float_input(a, "sin"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return out_grad * cos(node.inputs[0])
@@ -41,7 +37,7 @@ class Cos(TensorOp):
     """Element-wise cosine; the gradient is ``-sin``."""
 
     def compute(self, a: Any) -> Any:
-        return wrap(numpy.cos(float_input(a, "cos")), a)
+        return self.xp.cos(float_input(a, "cos"))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         return -(out_grad * sin(node.inputs[0]))

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy
-
-from .._array import as_numpy, contiguous, wrap
 from .._dtype import operands
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
+from ..core import TupleSlot, sum_node_list
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
+from .ops_mathematic import zeros_like
 
 
 class MakeTensorTuple(TensorTupleOp):
     """Group tensors into one TensorTuple node."""
+
+    builds_tuple_of_inputs = True
 
     def compute(self, *args: Any) -> tuple:
         return tuple(args)
@@ -92,17 +93,18 @@ class TupleAdjoint(TensorTupleOp):
         for tup in args[k:]:
             for j in range(n):
                 parts[j].append(tup[j])
+        xp = self.xp
         out = []
         for j, grads in enumerate(parts):
             if not grads:
-                out.append(wrap(numpy.zeros(ref[j].shape, dtype=ref[j].dtype), ref[j]))
+                out.append(xp.zeros(ref[j].shape, dtype=ref[j].dtype))
             elif len(grads) == 1:
                 out.append(grads[0])
             else:
-                total = as_numpy(grads[0])
+                total = grads[0]
                 for g in grads[1:]:
-                    total = total + as_numpy(g)
-                out.append(wrap(total, grads[0]))
+                    total = xp.add(total, g)
+                out.append(total)
         return tuple(out)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> tuple:
@@ -118,8 +120,8 @@ class FusedAddScalars(TensorTupleOp):
         self.c1 = c1
 
     def compute(self, a: Any) -> tuple:
-        av = as_numpy(a)
-        return wrap(av + self.c0, a), wrap(av + self.c1, a)
+        xp = self.xp
+        return xp.add(a, self.c0), xp.add(a, self.c1)
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
         return out_grad[0] + out_grad[1]
@@ -146,7 +148,7 @@ class Stack(TensorOp):
         if not -ndim <= self.axis < ndim:
             raise ShapeError(f"stack: axis {self.axis} is out of range for stacking tensors "
                              f"of shape {shapes[0]} (valid: {-ndim} to {ndim - 1})")
-        return wrap(numpy.stack(operands(args), axis=self.axis), args[0])
+        return self.xp.stack(operands(self.xp, args), axis=self.axis)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
         return split(out_grad, self.axis)
@@ -164,12 +166,12 @@ class Split(TensorTupleOp):
         self.axis = axis
 
     def compute(self, A: Any) -> tuple:
-        av = as_numpy(A)
-        if not -av.ndim <= self.axis < av.ndim:
+        if not -A.ndim <= self.axis < A.ndim:
             raise ShapeError(f"split: axis {self.axis} does not exist in shape "
-                             f"{tuple(av.shape)} (valid: {-av.ndim} to {av.ndim - 1})")
-        moved = numpy.moveaxis(av, self.axis, 0)
-        return tuple(wrap(contiguous(part), A) for part in moved)
+                             f"{tuple(A.shape)} (valid: {-A.ndim} to {A.ndim - 1})")
+        # Each part is a view of A (stride arithmetic); nothing is copied.
+        moved = self.xp.moveaxis(A, self.axis, 0)
+        return tuple(moved[i] for i in range(moved.shape[0]))
 
     def gradient(self, out_grad: TensorTuple, node: TensorTuple) -> Tensor:
         # Stack takes the tuple node itself, so the number of parts need not be known here.
@@ -179,3 +181,31 @@ class Split(TensorTupleOp):
 def split(a: Tensor, axis: int) -> TensorTuple:
     """The slices of ``a`` along ``axis`` (that axis removed), as a TensorTuple."""
     return Split(axis)(a)
+
+
+def tuple_adjoint(node: TensorTuple, partials: list) -> TensorTuple:
+    """The adjoint of a tuple node from its partials: whole-tuple adjoints and element slots
+    (``core.TupleSlot``, from the gradients of its TupleGetItem users), summed per element.
+
+    The reverse pass calls this (registered as ``core.ENGINE_OPS.tuple_adjoint``).
+    """
+    slots = [p for p in partials if p.__class__ is TupleSlot]
+    whole = [p for p in partials if p.__class__ is not TupleSlot]
+    if node._data is None:
+        # Graph mode: the tuple's length is known only at run time, so one op combines
+        # the element slots and whole-tuple partials when the graph is evaluated.
+        return TupleAdjoint(tuple(p.index for p in slots), len(whole))(
+            node, *[p.grad for p in slots], *whole)
+    if not slots:
+        return sum_node_list(whole)
+    n = len(node)
+    by_index: list[list] = [[] for _ in range(n)]
+    for p in slots:
+        by_index[p.index % n].append(p.grad)
+    for p in whole:
+        for i in range(n):
+            by_index[i].append(p[i])
+    return make_tuple(*[
+        sum_node_list(parts) if parts else zeros_like(node[i])
+        for i, parts in enumerate(by_index)
+    ])

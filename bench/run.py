@@ -168,6 +168,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _workload(name: str) -> str:
+    """The workload key for a name given on the command line, in any case (``w2c``)."""
+    name = name.strip()
+    return next((key for key in wl.WORKLOADS if key.lower() == name.lower()), name.upper())
+
+
 def output_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
     """(markdown, chart) pairs to write: ``--out-dir``'s, and with ``--save`` the committed."""
     paths = [(os.path.join(args.out_dir, "RESULTS.md"), os.path.join(args.out_dir, "bench.png"))]
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(args.profile)
         return 0
-    names = [n.strip().upper() for n in args.only.split(",") if n.strip()] or list(wl.WORKLOADS)
+    names = [_workload(n) for n in args.only.split(",") if n.strip()] or list(wl.WORKLOADS)
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     unknown = [n for n in names if n not in wl.WORKLOADS] + [
         f for f in frameworks if f not in wl.FRAMEWORKS]

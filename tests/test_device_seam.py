@@ -122,6 +122,10 @@ CASES = {
                          [_data(3, 4), _data(4, 5)]),
     "fused_add_scalars": (lambda a: ndl.fused_add_scalars(a * a, 1.0, 2.0), [_data(3)]),
     "layernorm": (lambda a: ops.ops_graph.layernorm(a, 4) * 2.0, [_data(3, 4)]),
+    "batchnorm_train": (lambda a, w, b: ops.batchnorm_train(a, w, b) * 2.0,
+                        [_data(5, 3), _data(3), _data(3)]),
+    "running_stat": (lambda r, a: ops.running_stat(r, a, 0.1, "var") * 2.0,
+                     [_data(3), _data(5, 3)]),
     "softmax_loss": (lambda a: ndl.nn.SoftmaxLoss()(a, ndl.Tensor(
         np.array([1, 0, 3]), device=a.device, requires_grad=False)), [_data(3, 4)]),
 }

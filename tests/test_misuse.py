@@ -333,6 +333,15 @@ CASES = {
     "fill_ non-scalar": (lambda: (T(2) * 1.0).fill_(T(2)), ShapeError, "0-d tensor"),
     "inplace on placeholder": (_inplace_on_placeholder, GraphError,
                                "not supported on placeholders"),
+    # operands that are not tensors
+    "numpy array operand": (lambda: ndl.exp(np.ones(3)), DTypeError,
+                            "Exp: operand 0 is not a needle Tensor (got ndarray of shape (3,))"),
+    "list operand": (lambda: ndl.ops.summation([1.0, 2.0]), DTypeError,
+                     "Summation: operand 0 is not a needle Tensor (got list)"),
+    "numpy array in stack": (lambda: ndl.stack([T(2), np.ones(2)], 0), DTypeError,
+                             "operand 1 is not a needle Tensor"),
+    "batchnorm_train 1-D input": (lambda: ndl.ops.batchnorm_train(T(3), T(3), T(3)),
+                                  ShapeError, "expected a (batch, dim) input"),
     # graph mode
     "graph missing feed": (_graph_missing_feed, ValueError, "y"),
     "graph extra feed": (_graph_extra_feed, ValueError, "z"),

@@ -42,14 +42,34 @@ class TensorOp(Op):
     """Op class specialized to output tensors."""
 
     def __call__(self, *args: Any) -> Tensor:
-        return make_value(Tensor, self, args)
+        try:
+            return make_value(Tensor, self, args)
+        except AttributeError:
+            _check_operands(self, args)
+            raise
 
 
 class TensorTupleOp(Op):
     """Op class specialized to output TensorTuple."""
 
     def __call__(self, *args: Any) -> TensorTuple:
-        return make_value(TensorTuple, self, args)
+        try:
+            return make_value(TensorTuple, self, args)
+        except AttributeError:
+            _check_operands(self, args)
+            raise
+
+
+def _check_operands(op: Op, args: tuple) -> None:
+    """DTypeError naming ``op`` when an operand is not a needle value (a numpy array or a
+    list passed where a Tensor belongs). Only called after the fact, when the op failed, so
+    the hot path pays nothing for it."""
+    for i, arg in enumerate(args):
+        if not isinstance(arg, Value):
+            shape = getattr(arg, "shape", None)
+            what = type(arg).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
+            raise DTypeError(f"{op.name}: operand {i} is not a needle Tensor (got {what}); wrap "
+                             "it with ndl.Tensor(...) first") from None
 
 
 def check_device(device: Any, where: str) -> None:

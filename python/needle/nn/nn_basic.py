@@ -561,7 +561,16 @@ class BatchNorm1d(Module):
             raise ShapeError(f"{type(self).__name__}: expected input (batch, {self.dim}), "
                              f"got {x.shape}")
         shape = x.shape
-        if self.training:
+        if self.training and self.weight.shape == self.bias.shape == (self.dim,):
+            # One node each (ops.ops_norm), with the float operations of the composition
+            # ``(x - mean) / (var + eps) ** 0.5 * weight + bias``: far fewer nodes per step.
+            m = self.momentum
+            with no_grad():
+                data = x.detach()
+                self.running_mean = ops.running_stat(self.running_mean, data, m, "mean")
+                self.running_var = ops.running_stat(self.running_var, data, m, "var")
+            return ops.batchnorm_train(x, self.weight, self.bias, self.eps)
+        if self.training:  # affine parameters of another shape: the plain composition
             n = shape[0]
             mean = x.sum(axes=(0,)) / n
             centred = x - _keep_last(mean, shape)

@@ -18,6 +18,7 @@ from .ops_shape import *  # noqa: F403
 from .ops_shape import __all__ as _shape_all
 from .ops_trig import *  # noqa: F403
 from .ops_trig import __all__ as _trig_all
+from .ops_norm import BatchNormTrain, RunningStat, batchnorm_train, running_stat
 from .ops_ordered import OrderedMatMul, ordered_matmul
 from .ops_tuple import (
     FusedAddScalars, MakeTensorTuple, Split, Stack, TupleAdjoint, TupleGetItem,
@@ -34,6 +35,7 @@ __all__ = list(_math_all) + [
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
 __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig_all)
 __all__ += ["OrderedMatMul", "ordered_matmul"]
+__all__ += ["BatchNormTrain", "RunningStat", "batchnorm_train", "running_stat"]
 __all__ += ["LandedGetItem", "SetItem", "SetItemScalar", "set_item"]
 __all__ += ["CastLike", "cast_like"]
 

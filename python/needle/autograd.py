@@ -25,6 +25,9 @@ from .hooks import RemovableHandle, add_hook
 LAZY_MODE = False
 # Number of live Values: +1 in ``Value._init``, -1 in ``Value.__del__``.
 TENSOR_COUNTER = 0
+# [jit hook] needle.jit's recorder while some thread traces a call, else None. The engine
+# reports ops, new leaves, data writes and data reads to it; one global test when off.
+_TRACER: Any = None
 
 __all__ = [
     "LAZY_MODE", "TENSOR_COUNTER", "NDArray", "array_api", "Op", "TensorOp", "TensorTupleOp",
@@ -366,6 +369,8 @@ class Value:
             self.num_outputs = num_outputs
         self.cached_data = cached_data
         self.requires_grad = requires_grad
+        if _TRACER is not None:  # [jit hook] a leaf made inside a traced call
+            _TRACER.leaf(self)
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
@@ -407,6 +412,8 @@ class Value:
         value.cached_data = data
         if _ANOMALY_DEPTH:
             _anomaly_check_forward(op, inputs, value)
+        if _TRACER is not None:  # [jit hook] record the op of a traced call
+            _TRACER.op(op, inputs, value)
         return value
 
     @classmethod
@@ -456,6 +463,8 @@ class TensorTuple(Value):
 
     def detach(self) -> TensorTuple:
         """Create a new tensor that shares the data but detaches from the graph."""
+        if _TRACER is not None:  # [jit hook] the new leaf aliases this tuple's data
+            _TRACER.use(self)
         return TensorTuple.make_const(self.realize_cached_data())
 
 
@@ -553,6 +562,8 @@ class Tensor(Value):
                 dtype = array.dtype
             data = array.realize_cached_data()
             if device == array.device and numpy.dtype(dtype) == numpy.dtype(array.dtype):
+                if _TRACER is not None:  # [jit hook] the new leaf aliases array's data
+                    _TRACER.use(array)
                 cached_data = data
             else:
                 cached_data = Tensor._array_from_numpy(array.numpy(), device=device, dtype=dtype)
@@ -579,6 +590,8 @@ class Tensor(Value):
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
         tensor = Tensor.__new__(Tensor)
         if isinstance(data, Tensor):
+            if _TRACER is not None:  # [jit hook] the new leaf aliases data's storage
+                _TRACER.use(data)
             data = data.realize_cached_data()
         tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
         return tensor
@@ -606,10 +619,15 @@ class Tensor(Value):
             )
         if BACKEND == "nd" and old._device != new._device:
             raise DeviceError(f"Tensor.data: device {new._device} differs from {old._device}")
+        if _TRACER is not None:  # [jit hook] a write to state that a replay must repeat
+            _TRACER.use(value)
+            _TRACER.wrote(self)
         self.cached_data = new
 
     def detach(self) -> Tensor:
         """Create a new tensor that shares the data but detaches from the graph."""
+        if _TRACER is not None:  # [jit hook] the new leaf aliases this tensor's data
+            _TRACER.use(self)
         return Tensor.make_const(self.realize_cached_data())
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -689,6 +707,8 @@ class Tensor(Value):
 
     def numpy(self) -> numpy.ndarray:
         """A numpy copy of the data."""
+        if _TRACER is not None:  # [jit hook] reading data into Python while tracing
+            _TRACER.read(self, "reads its value")
         data = self.realize_cached_data()
         if array_api is numpy:
             return numpy.array(data)
@@ -697,6 +717,13 @@ class Tensor(Value):
     def __array__(self, dtype: Any = None, copy: Any = None) -> numpy.ndarray:
         out = self.numpy()
         return out if dtype is None else out.astype(dtype)
+
+    def __bool__(self) -> bool:
+        # Python's own rule for objects with __len__ (so 0-d tensors raise TypeError);
+        # defined only so that ``if t:`` inside a jitted function is caught.
+        if _TRACER is not None:  # [jit hook] a branch on a tensor's value while tracing
+            _TRACER.read(self, "is used as a condition (bool)")
+        return len(self) != 0
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""

@@ -1,19 +1,25 @@
 """Optimizers: SGD (with momentum) and Adam, plus gradient-norm clipping.
 
-Updates are computed on the arrays behind ``p.data`` and ``p.grad`` and assigned
-through ``p.data``: no graph is recorded, ``p.grad`` is never modified in place, and
-parameters keep their dtype (float32 by default).
+Updates are small ops applied under ``no_grad`` to ``p``, ``p.grad`` and the optimizer's
+state, and assigned through ``p.data``: no graph is recorded, ``p.grad`` is never modified
+in place, and parameters keep their dtype (float32 by default). Being ops, the updates are
+recorded by ``ndl.jit`` like the rest of a training step. The Python scalars that change
+from step to step (the learning rate, Adam's bias corrections) reach the ops as a small
+tensor made by :func:`_host_scalars`, which a jit replay recomputes at every call.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from ._array import as_numpy, wrap
-from .autograd import Tensor
+from . import autograd
+from ._array import as_numpy, from_numpy, wrap
+from .autograd import Tensor, TensorOp, no_grad
+from .errors import GraphError
 
 __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm"]
 
@@ -27,6 +33,90 @@ def _like(value: np.ndarray, like: Tensor) -> Tensor:
     """``value`` as a constant tensor in ``like``'s dtype, on ``like``'s device."""
     data = like.realize_cached_data()
     return Tensor.make_const(wrap(np.asarray(value, dtype=data.dtype), data))
+
+
+def _tracing() -> bool:
+    tracer = autograd._TRACER
+    return tracer is not None and tracer.tracing()
+
+
+def _host_scalars(owner: Any, values: Callable[[], tuple], like: Tensor,
+                  managed: tuple[str, ...]) -> Tensor:
+    """``values()`` (the step's Python scalars) as a float64 tensor on ``like``'s device.
+
+    [jit hook] While ``ndl.jit`` traces, the tensor is recorded as host-computed: every
+    replay calls ``values()`` again (so ``owner``'s attributes named in ``managed``, such
+    as ``lr`` and Adam's step count ``t``, are read and advanced exactly as eagerly).
+    """
+    device = like.device
+
+    def make() -> Tensor:
+        return Tensor.make_const(from_numpy(np.array(values(), dtype=np.float64), device,
+                                            "float64"))
+
+    out = make()
+    if autograd._TRACER is not None:
+        autograd._TRACER.host(out, make, owner, managed)
+    return out
+
+
+class _UpdateOp(TensorOp):
+    """An optimizer's arithmetic on arrays; applied under ``no_grad``, never differentiated."""
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        raise GraphError(f"{self.name}: optimizer updates are not differentiable")
+
+
+class WeightDecay(_UpdateOp):
+    """``grad + weight_decay * w`` (L2 weight decay folded into the gradient)."""
+
+    def __init__(self, weight_decay: float):
+        self.weight_decay = weight_decay
+
+    def compute(self, grad: Any, w: Any) -> Any:
+        return wrap(as_numpy(grad) + self.weight_decay * as_numpy(w), grad)
+
+
+class MovingAverage(_UpdateOp):
+    """``beta * prev + (1 - beta) * g`` (``g * g`` when ``square``), in ``dtype``; without
+    ``prev`` (the first step) just ``(1 - beta) * g``."""
+
+    def __init__(self, beta: float, dtype: Any, square: bool = False):
+        self.beta = beta
+        self.dtype = np.dtype(dtype).name
+        self.square = square
+
+    def compute(self, g: Any, prev: Any = None) -> Any:
+        gv = as_numpy(g)
+        new = (1 - self.beta) * gv * gv if self.square else (1 - self.beta) * gv
+        if prev is not None:
+            new = self.beta * as_numpy(prev) + new
+        return wrap(np.asarray(new, dtype=self.dtype), g)
+
+
+class SGDApply(_UpdateOp):
+    """``w - lr * u`` with ``lr = hyper[0]``, in ``w``'s dtype."""
+
+    def compute(self, w: Any, u: Any, hyper: Any) -> Any:
+        wv = as_numpy(w)
+        lr = float(as_numpy(hyper)[0])
+        # One fresh array for the new value (allocating large arrays is what costs here).
+        new = np.multiply(as_numpy(u), -lr, dtype=wv.dtype)
+        new += wv
+        return wrap(new, w)
+
+
+class AdamApply(_UpdateOp):
+    """``w - lr * (m / c1) / (sqrt(v / c2) + eps)`` with ``(lr, c1, c2) = hyper``."""
+
+    def __init__(self, eps: float):
+        self.eps = eps
+
+    def compute(self, w: Any, m: Any, v: Any, hyper: Any) -> Any:
+        wv = as_numpy(w)
+        lr, c1, c2 = as_numpy(hyper).tolist()
+        new = wv - lr * (as_numpy(m) / c1) / (np.sqrt(as_numpy(v) / c2) + self.eps)
+        return wrap(np.asarray(new, dtype=wv.dtype), w)
 
 
 class Optimizer:
@@ -59,11 +149,6 @@ class Optimizer:
         """
         return clip_grad_norm(self.params, max_norm)
 
-    def _grads(self) -> Iterable[tuple[Tensor, np.ndarray]]:
-        for p in self.params:
-            if p.grad is not None:
-                yield p, _array(p.grad)
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum (moving-average form) and L2 weight decay.
@@ -86,20 +171,21 @@ class SGD(Optimizer):
         self.u: dict[Tensor, Tensor] = {}
 
     def step(self) -> None:
-        beta = self.momentum
-        for p, grad in self._grads():
-            w = _array(p)
-            g = grad + self.weight_decay * w if self.weight_decay else grad
-            if beta:
-                prev = self.u.get(p)
-                u = (1 - beta) * g if prev is None else beta * _array(prev) + (1 - beta) * g
-                self.u[p] = _like(u, p)
-            else:
-                u = g
-            # One fresh array for the new value (allocating large arrays is what costs here).
-            new = np.multiply(u, -self.lr, dtype=w.dtype)
-            new += w
-            p.data = _like(new, p)
+        if not self.params:
+            return
+        beta, decay = self.momentum, self.weight_decay
+        hyper = _host_scalars(self, lambda: (self.lr,), self.params[0], ("lr",))
+        with no_grad():
+            for p in self.params:
+                grad = p.grad
+                if grad is None:
+                    continue
+                g = WeightDecay(decay)(grad, p) if decay else grad
+                if beta:
+                    prev = self.u.get(p)
+                    average = MovingAverage(beta, p.dtype)
+                    g = self.u[p] = average(g) if prev is None else average(g, prev)
+                p.data = SGDApply()(p, g, hyper)
 
 
 class Adam(Optimizer):
@@ -129,21 +215,51 @@ class Adam(Optimizer):
         self.m: dict[Tensor, Tensor] = {}
         self.v: dict[Tensor, Tensor] = {}
 
-    def step(self) -> None:
+    def _advance(self) -> tuple[float, float, float]:
+        """Count the step; the learning rate and both bias corrections of this step."""
         self.t += 1
-        b1, b2 = self.beta1, self.beta2
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, grad in self._grads():
-            w = _array(p)
-            g = grad + self.weight_decay * w if self.weight_decay else grad
-            m_prev, v_prev = self.m.get(p), self.v.get(p)
-            m = (1 - b1) * g if m_prev is None else b1 * _array(m_prev) + (1 - b1) * g
-            v = (1 - b2) * g * g if v_prev is None else b2 * _array(v_prev) + (1 - b2) * g * g
-            self.m[p], self.v[p] = _like(m, p), _like(v, p)
-            p.data = _like(w - self.lr * (m / c1) / (np.sqrt(v / c2) + self.eps), p)
+        return self.lr, 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+
+    def step(self) -> None:
+        if not self.params:
+            self.t += 1
+            return
+        hyper = _host_scalars(self, self._advance, self.params[0], ("lr", "t"))
+        b1, b2, decay = self.beta1, self.beta2, self.weight_decay
+        with no_grad():
+            for p in self.params:
+                grad = p.grad
+                if grad is None:
+                    continue
+                g = WeightDecay(decay)(grad, p) if decay else grad
+                m_prev, v_prev = self.m.get(p), self.v.get(p)
+                first, second = MovingAverage(b1, p.dtype), MovingAverage(b2, p.dtype, True)
+                m = self.m[p] = first(g) if m_prev is None else first(g, m_prev)
+                v = self.v[p] = second(g) if v_prev is None else second(g, v_prev)
+                p.data = AdamApply(self.eps)(p, m, v, hyper)
 
 
-def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
+class GradNorm(_UpdateOp):
+    """The global L2 norm of all inputs, as a 0-d float64 array (sums of squares in float64)."""
+
+    def compute(self, *grads: Any) -> Any:
+        total = math.sqrt(sum(float(np.sum(np.square(as_numpy(g), dtype=np.float64)))
+                              for g in grads))
+        return wrap(np.asarray(total, dtype=np.float64), grads[0])
+
+
+class ClipByNorm(_UpdateOp):
+    """``g * (max_norm / (norm + 1e-6))`` where that factor is below 1, else ``g``."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def compute(self, g: Any, norm: Any) -> Any:
+        scale = self.max_norm / (float(as_numpy(norm)) + 1e-6)
+        return wrap(as_numpy(g) * scale, g) if scale < 1.0 else g
+
+
+def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> Any:
     """Scale gradients in place of ``p.grad`` (new tensors) to a global L2 norm <= ``max_norm``.
 
     Parameters
@@ -154,9 +270,18 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
     Returns
     -------
     float
-        The global norm before clipping.
+        The global norm before clipping. Inside a function traced by ``ndl.jit`` it is a
+        0-d float64 Tensor instead (a Python float would be read from this step's data),
+        and every gradient is replaced, by itself when it needs no scaling.
     """
     with_grad = [p for p in params if p.grad is not None]
+    if _tracing() and with_grad:
+        # The same arithmetic as below, as ops, so that a replay redoes the data-dependent part.
+        with no_grad():
+            norm = GradNorm()(*[p.grad for p in with_grad])
+            for p in with_grad:
+                p.grad = ClipByNorm(max_norm)(p.grad, norm)
+        return norm
     total = math.sqrt(sum(float(np.sum(np.square(_array(p.grad), dtype=np.float64)))
                           for p in with_grad))
     scale = max_norm / (total + 1e-6)
@@ -164,4 +289,3 @@ def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> float:
         for p in with_grad:
             p.grad = _like(_array(p.grad) * scale, p.grad)
     return total
-

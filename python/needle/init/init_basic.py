@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd
 from ..autograd import Tensor, _check_device
 from ..backend_selection import BACKEND, default_device
 from ..errors import ShapeError
@@ -32,6 +33,14 @@ def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> 
     return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
 
 
+def _random(tensor: Tensor, redraw: Any) -> Tensor:
+    """[jit hook] Tell a tracing ndl.jit that ``tensor`` is a fresh random draw: a replay
+    calls ``redraw()`` (the same call, drawing from the same generator in the same order)."""
+    if autograd._TRACER is not None:
+        autograd._TRACER.random(tensor, redraw)
+    return tensor
+
+
 def rand(
     *shape: int,
     low: float = 0.0,
@@ -53,7 +62,8 @@ def rand(
     """
     device = _device(device, "init.rand")
     array = _draw(device, "rand", shape) * (high - low) + low
-    return _tensor(array, device, dtype, requires_grad)
+    return _random(_tensor(array, device, dtype, requires_grad),
+                   lambda: rand(*shape, low=low, high=high, device=device, dtype=dtype))
 
 
 def randn(
@@ -67,7 +77,8 @@ def randn(
     """Normal samples with the given ``mean`` and ``std``."""
     device = _device(device, "init.randn")
     array = _draw(device, "randn", shape) * std + mean
-    return _tensor(array, device, dtype, requires_grad)
+    return _random(_tensor(array, device, dtype, requires_grad),
+                   lambda: randn(*shape, mean=mean, std=std, device=device, dtype=dtype))
 
 
 def constant(
@@ -110,9 +121,11 @@ def randb(
     """
     device = _device(device, "init.randb")
     mask = _draw(device, "rand", shape) <= p
+    asked = dtype
     if BACKEND == "nd" and np.dtype(dtype).kind != "f":
         dtype = "float32"
-    return _tensor(mask, device, dtype, requires_grad)
+    return _random(_tensor(mask, device, dtype, requires_grad),
+                   lambda: randb(*shape, p=p, device=device, dtype=asked))
 
 
 def one_hot(
@@ -128,6 +141,13 @@ def one_hot(
         Integer class ids (any shape; float tensors holding integers are fine).
     """
     device = _device(device, "init.one_hot")
+    if isinstance(i, Tensor) and i.cached_data is not None and i.device == device and (
+            np.dtype(dtype).kind == "f"):
+        # An op on the ids tensor, not host code reading its values: ndl.jit replays it.
+        from ..ops import OneHot
+
+        out = OneHot(n, dtype)(i)
+        return out.requires_grad_(True) if requires_grad else out
     raw = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     ids = raw.astype(np.int64)
     if raw.dtype.kind == "f" and ids.size and not (ids == raw).all():

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .. import init, ops
-from ..autograd import Tensor
+from .._array import as_numpy, wrap
+from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .nn_basic import Module, Parameter, Sigmoid
 
@@ -64,6 +65,22 @@ def _check_ids(name: str, ids: np.ndarray, n: int) -> np.ndarray:
     if as_int.size and (as_int.min() < 0 or as_int.max() >= n):
         raise ShapeError(f"{name}: ids must be in [0, {n}), got {as_int.min()}..{as_int.max()}")
     return as_int
+
+
+class _EmbeddingIndex(TensorOp):
+    """The ids of a ``(seq_len, batch)`` tensor checked and laid out as an ``(n, 1)``
+    integer index (no gradient). An op, not host code reading the ids, so that ``ndl.jit``
+    replays it on every call's ids."""
+
+    def __init__(self, num_embeddings: int):
+        self.num_embeddings = num_embeddings
+
+    def compute(self, x: Any) -> Any:
+        ids = _check_ids("Embedding", as_numpy(x).reshape(-1), self.num_embeddings)
+        return wrap(ids.reshape(-1, 1), x)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return (None,)
 
 
 class RNNCell(Module):
@@ -251,8 +268,7 @@ class Embedding(Module):
                                            dtype=dtype, requires_grad=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        ids = _check_ids("Embedding", np.asarray(x.numpy()).reshape(-1), self.num_embeddings)
         # An (n, 1) index broadcasts along the embedding dim: each id picks a whole row.
-        index = Tensor(ids.reshape(-1, 1), device=self.weight.device, requires_grad=False)
+        index = _EmbeddingIndex(self.num_embeddings)(x.detach())
         rows = ops.take_along_axis(self.weight, index, axis=0)
         return ops.reshape(rows, tuple(x.shape) + (self.embedding_dim,))

@@ -26,7 +26,7 @@ from .ops_mathematic import (
 
 __all__ = ["Where", "where", "ScalarLike", "Clamp", "clamp", "clip", "Gather", "gather",
            "take_along_axis", "ScatterAdd", "scatter_add", "ArgMax", "argmax", "ArgMin",
-           "argmin"]
+           "argmin", "OneHot"]
 
 
 def _device_or_none(t: Tensor) -> Any:
@@ -432,3 +432,36 @@ def argmin(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
     """Index of the smallest value along ``axis``; see :func:`argmax`."""
     axis, keepdims = axes_keepdims("argmin", axis, keepdims, dim, keepdim, "axis")
     return ArgMin(axis, keepdims)(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# one-hot rows (``init.one_hot`` of a tensor of class ids)
+
+
+class OneHot(TensorOp):
+    """Rows of the ``n x n`` identity picked by the integer class ids in ``ids``.
+
+    The result has ``ids``' shape plus a last axis of size ``n``, in ``dtype``. An op (not
+    host code reading the ids) so that ``ndl.jit`` replays it on every call's labels.
+    """
+
+    def __init__(self, n: int, dtype: Any = "float32"):
+        self.n = int(n)
+        self.dtype = numpy.dtype(dtype).name
+
+    def compute(self, ids: Any) -> Any:
+        raw = as_numpy(ids)
+        as_int = raw.astype(numpy.int64)
+        if raw.dtype.kind == "f" and as_int.size and not (as_int == raw).all():
+            bad = raw[as_int != raw].reshape(-1)[0]
+            raise ShapeError(f"one_hot: class ids must be integers, got {bad}")
+        if as_int.size and (as_int.min() < 0 or as_int.max() >= self.n):
+            raise ShapeError(f"one_hot: class ids must be in [0, {self.n}); got "
+                             f"{as_int.min()}..{as_int.max()}")
+        # Scatter into (len(ids), n) rather than index an n x n identity (PTB: n = 10,000).
+        out = numpy.zeros(as_int.shape + (self.n,), dtype=self.dtype)
+        numpy.put_along_axis(out, as_int[..., None], 1, axis=-1)
+        return wrap(out, ids)
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return (None,)

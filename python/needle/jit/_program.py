@@ -1,0 +1,408 @@
+"""The compiler: a recorded call becomes a flat schedule of kernel calls over slots.
+
+Passes, in order:
+
+1. **Constant folding** — an op whose inputs are all constants (made inside the function
+   from host data, or needed only for their shape: ``ones_like(x)`` once shapes are fixed)
+   is computed once, now.
+2. **Common subexpressions** — the same op with the same inputs twice is computed once.
+3. **Dead code** — work that no output, state write or later op reads is dropped (random
+   draws and host scalars still run, in order: they advance the RNG and optimizer state).
+4. **Lowering** — each op gets a kernel (``_kernels``) or runs its own ``compute``.
+5. **Buffers by liveness** — results that nothing outside the call sees go into buffers
+   that live across calls and are reused as soon as their value is dead (``out=``); what
+   the caller sees (outputs, state writes) is freshly allocated at every call.
+6. **Checking** — the schedule runs once on the traced call's own inputs and every result
+   is compared bit for bit with what the eager call produced; a kernel that differs is
+   replaced by the op's ``compute`` and the schedule rebuilt.
+
+The schedule is a list of tuples that a small interpreter loop runs: no Value or Tensor
+is created per op.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._kernels import SHAPE_ONLY, Kernel, fallback, is_tuple_meta, lower, nd_box, np_box
+from ._record import CONST, OP, Slot, fingerprint
+
+# A result this large (bytes) is dropped from the slot table right after its last use, so
+# that the schedule's peak memory is no more than the eager call's.
+FREE_BYTES = 1 << 16
+_NEVER = 1 << 60
+
+
+class CompileError(Exception):
+    """The schedule could not be made to reproduce the traced call (never shown to users:
+    the function then runs eagerly)."""
+
+
+def _nbytes(meta: Any) -> int:
+    if is_tuple_meta(meta):
+        return sum(_nbytes(m) for m in meta)
+    return int(np.prod(meta[0], dtype=np.int64)) * meta[1].itemsize
+
+
+def _cse_key(op: Any, ins: tuple) -> Any:
+    try:
+        state = tuple(sorted(vars(op).items()))
+        key = (type(op), state, ins)
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def _dummy(meta: Any) -> Any:
+    if is_tuple_meta(meta):
+        return tuple(_dummy(m) for m in meta)
+    return np.zeros(meta[0], dtype=meta[1])
+
+
+class _Find:
+    """Union-find over slot indices (which results share memory)."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        p = self.parent
+        while p[i] != i:
+            p[i] = p[p[i]]
+            i = p[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+class Compiled:
+    """A schedule and the slot table it runs on."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple] = []
+        self.template: list = []
+        self.canon: list[int] = []
+        self.copy_out: set = set()  # root slots whose memory is a constant: copied out
+        self.buffer_bytes = 0
+        self.n_kernels = 0
+        self.n_fallback = 0
+        self.n_folded = 0
+        self.n_cse = 0
+        self.n_dead = 0
+        self.step_entry: list[int] = []  # entry index of each op step (-1 for others)
+        self.step_out: list[int] = []
+        self.code: Any = None
+        self.code_tried = False
+        self.roots: list[int] = []
+
+    def run(self, E: list) -> None:
+        code = self.code
+        if code is None:
+            if self.code_tried or len(self.steps) > CODEGEN_MAX_STEPS:
+                run_steps(self.steps, E)
+                return
+            code = self.code = generate(self.steps, self.roots)
+            self.code_tried = True
+        code(E)
+
+    def describe(self) -> str:
+        return (f"{len(self.step_entry) - self.step_entry.count(-1)} ops ({self.n_kernels} "
+                f"kernels, {self.n_fallback} compute calls), {self.n_folded} folded, "
+                f"{self.n_cse} shared, {self.n_dead} dead; buffers "
+                f"{self.buffer_bytes / 2**20:.2f} MB")
+
+
+def run_steps(steps: list, E: list) -> None:
+    """The interpreter: each step calls one kernel on slots of ``E``."""
+    empty = np.empty
+    for st in steps:
+        k = st[0]
+        if k == 4:
+            E[st[5]] = st[1](E[st[2]], E[st[3]], st[4])
+        elif k == 3:
+            E[st[4]] = st[1](E[st[2]], st[3])
+        elif k == 2:
+            E[st[4]] = st[1](E[st[2]], E[st[3]])
+        elif k == 1:
+            E[st[3]] = st[1](E[st[2]])
+        elif k == 6:
+            E[st[4]] = st[1](*[E[i] for i in st[2]], st[3])
+        elif k == 5:
+            E[st[3]] = st[1](*[E[i] for i in st[2]])
+        elif k == 8:
+            E[st[4]] = st[1](*[E[i] for i in st[2]], empty(*st[3]))
+        else:
+            for i in st[1]:
+                E[i] = None
+
+
+# Schedules up to this many steps also become one generated Python function (compiling the
+# source costs about 40 µs a step; running it saves the interpreter's dispatch).
+CODEGEN_MAX_STEPS = 20_000
+
+
+def generate(steps: list, roots: list) -> Any:
+    """The schedule as straight-line Python: ``E`` slots become local variables."""
+    env: dict = {"np": np, "_empty": np.empty}
+    used: set = set()
+    produced: set = set()
+    body: list = []
+
+    def var(i: int) -> str:
+        if i not in produced:
+            used.add(i)
+        return f"v{i}"
+
+    for n, st in enumerate(steps):
+        k = st[0]
+        if k == 9:
+            for i in st[1]:
+                if i in produced:
+                    body.append(f"    v{i} = None")
+            continue
+        fn = f"f{n}"
+        env[fn] = st[1]
+        if k in (3, 4, 6):
+            buf = f"b{n}"
+            env[buf] = st[4] if k == 4 else st[3]
+        if k == 1:
+            call, out = f"{fn}({var(st[2])})", st[3]
+        elif k == 2:
+            call, out = f"{fn}({var(st[2])}, {var(st[3])})", st[4]
+        elif k == 3:
+            call, out = f"{fn}({var(st[2])}, b{n})", st[4]
+        elif k == 4:
+            call, out = f"{fn}({var(st[2])}, {var(st[3])}, b{n})", st[5]
+        elif k == 5:
+            call, out = f"{fn}({', '.join(var(i) for i in st[2])})", st[3]
+        elif k == 6:
+            args = "".join(var(i) + ", " for i in st[2])
+            call, out = f"{fn}({args}b{n})", st[4]
+        else:  # 8: a fresh output array
+            env[f"a{n}"] = st[3]
+            args = "".join(var(i) + ", " for i in st[2])
+            call, out = f"{fn}({args}_empty(*a{n}))", st[4]
+        body.append(f"    v{out} = {call}")
+        produced.add(out)
+    head = [f"    v{i} = E[{i}]" for i in sorted(used)]
+    tail = [f"    E[{i}] = v{i}" for i in sorted(set(roots) & produced)]
+    src = "def run(E):\n" + "\n".join(head + body + tail + ["    return None"]) + "\n"
+    exec(compile(src, "<needle.jit schedule>", "exec"), env)  # noqa: S102
+    return env["run"]
+
+
+def _boxed(fn: Any, box: Any) -> Any:
+    def call(*xs: Any) -> Any:
+        return box(fn(*xs))
+    return call
+
+
+def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
+         forced: set) -> Compiled:
+    """Build the schedule (passes 1-5); ``forced`` entries run their op's ``compute``."""
+    c = Compiled()
+    n = len(slots)
+    canon = list(range(n))
+    const_val: dict = {s.index: s.value for s in slots if s.kind == CONST}
+    cse: dict = {}
+    kept = []
+    for j, (op, ins, out) in enumerate(entries):
+        ins = tuple(canon[i] for i in ins)
+        skip = SHAPE_ONLY.get(type(op), ())
+        data_ins = [i for p, i in enumerate(ins) if p not in skip]
+        if j not in forced and all(i in const_val for i in data_ins):
+            value = _fold(op, ins, skip, slots, const_val, out, nd)
+            if value is not None and fingerprint(value) == slots[out].fp:
+                const_val[out] = value
+                c.n_folded += 1
+                continue
+        key = _cse_key(op, ins)
+        if key is not None:
+            first = cse.get(key)
+            if first is not None and slots[first].fp == slots[out].fp:
+                canon[out] = first
+                c.n_cse += 1
+                continue
+            cse.setdefault(key, out)
+        kept.append((j, op, ins, out))
+    c.canon = canon
+    roots = [canon[r] for r in roots]
+
+    # Lowering, then dead code (a lowered kernel may not read every input).
+    chosen = []
+    for j, op, ins, out in kept:
+        kernel = None
+        if j not in forced:
+            kernel = lower(op, [slots[i].meta for i in ins], slots[out].meta)
+        if kernel is None:
+            kernel = fallback(op, len(ins), slots[out].device, nd)
+        chosen.append((j, op, ins, out, kernel))
+    needed = set(roots)
+    live = []
+    for item in reversed(chosen):
+        j, op, ins, out, kernel = item
+        if out in needed:
+            live.append(item)
+            needed.update(ins[p] for p in kernel.args)
+        else:
+            c.n_dead += 1
+    live.reverse()
+
+    # Memory: which results share memory (views), which the caller sees (escaping).
+    find = _Find(n)
+    for j, op, ins, out, kernel in live:
+        if kernel.view:
+            for p in kernel.args:
+                find.union(out, ins[p])
+    escaping = {find.find(r) for r in roots}
+    const_groups = {find.find(s) for s in const_val}
+    c.copy_out = {r for r in roots if find.find(r) in const_groups}
+    last: dict = {}
+    for t, (j, op, ins, out, kernel) in enumerate(live):
+        for p in kernel.args:
+            last[ins[p]] = t
+    group_last: dict = {}
+    for s, t in last.items():
+        g = find.find(s)
+        group_last[g] = max(group_last.get(g, -1), t)
+    for j, op, ins, out, kernel in live:  # a result nobody reads still ends with its step
+        g = find.find(out)
+        group_last.setdefault(g, -1)
+    members: dict = {}
+    for j, op, ins, out, kernel in live:
+        members.setdefault(find.find(out), []).append(out)
+
+    pool: dict = {}
+    group_bufs: dict = {}
+    ends: dict = {}
+    for g, t in group_last.items():
+        if g not in escaping:
+            ends.setdefault(t, []).append(g)
+    template: list = [None] * n
+    for s, v in const_val.items():
+        template[s] = v
+    steps = []
+    step_entry, step_out = [], []
+    for t, (j, op, ins, out, kernel) in enumerate(live):
+        meta = slots[out].meta
+        g = find.find(out)
+        args = [ins[p] for p in kernel.args]
+        fn = kernel.fn
+        order = None if is_tuple_meta(meta) else meta[3]
+        buf = fresh = None
+        if kernel.out and order is not None:
+            shape, dtype = kernel.buf_meta if kernel.buf_meta is not None else meta[:2]
+            if kernel.buf_meta is not None:
+                order = "C"
+            if g in escaping:
+                fresh = (shape, dtype, order)
+            else:
+                key = (tuple(shape), dtype, order)
+                free = pool.get(key)
+                if free:
+                    buf = free.pop()
+                else:
+                    buf = np.empty(shape, dtype=dtype, order=order)
+                    c.buffer_bytes += buf.nbytes
+                group_bufs.setdefault(g, []).append((key, buf))
+        elif kernel.box and (nd or (not is_tuple_meta(meta) and meta[0] == ())):
+            fn = _boxed(fn, nd_box if nd else np_box)
+        if kernel.name.endswith(".compute"):
+            c.n_fallback += 1
+        else:
+            c.n_kernels += 1
+        if buf is not None:
+            if len(args) == 1:
+                steps.append((3, fn, args[0], buf, out))
+            elif len(args) == 2:
+                steps.append((4, fn, args[0], args[1], buf, out))
+            else:
+                steps.append((6, fn, tuple(args), buf, out))
+        elif fresh is not None:
+            steps.append((8, fn, tuple(args), fresh, out))
+        elif len(args) == 1:
+            steps.append((1, fn, args[0], out))
+        elif len(args) == 2:
+            steps.append((2, fn, args[0], args[1], out))
+        else:
+            steps.append((5, fn, tuple(args), out))
+        step_entry.append(j)
+        step_out.append(out)
+        done = ends.get(t, ())
+        drop = []
+        for dg in done:
+            for key, b in group_bufs.pop(dg, ()):
+                pool.setdefault(key, []).append(b)
+            size = sum(_nbytes(slots[m].meta) for m in members.get(dg, ()))
+            if size >= FREE_BYTES:
+                drop.extend(m for m in members.get(dg, ()) if template[m] is None)
+        if drop:
+            steps.append((9, tuple(drop)))
+            step_entry.append(-1)
+            step_out.append(-1)
+    c.steps = steps
+    c.roots = roots
+    c.template = template
+    c.step_entry = step_entry
+    c.step_out = step_out
+    return c
+
+
+def _fold(op: Any, ins: tuple, skip: tuple, slots: list, const_val: dict, out: int,
+          nd: bool) -> Any:
+    """The value of an op whose data inputs are all constants, computed now (or None)."""
+    metas = [slots[i].meta for i in ins]
+    try:
+        kernel = lower(op, metas, slots[out].meta)
+        if kernel is not None:
+            value = kernel.fn(*[const_val[ins[p]] for p in kernel.args])
+            if kernel.box:
+                value = nd_box(value) if nd else np_box(value)
+            return value
+        args = [const_val[i] if i in const_val else _dummy(slots[i].meta) for i in ins]
+        return fallback(op, len(ins), slots[out].device, nd).fn(*args)
+    except Exception:  # noqa: BLE001  (folding is an optimisation; the op then runs each call)
+        return None
+
+
+def check(c: Compiled, slots: list[Slot], fill: dict) -> int | None:
+    """Run the schedule on the traced call's values; the entry of the first result that
+    differs from the eager one (None when all agree)."""
+    E = list(c.template)
+    for s, v in fill.items():
+        E[s] = v
+    for t, st in enumerate(c.steps):
+        run_steps([st], E)
+        out = c.step_out[t]
+        if out >= 0 and fingerprint(E[out]) != slots[out].fp:
+            return c.step_entry[t]
+    return None
+
+
+def compile_program(slots: list[Slot], entries: list[tuple], roots: list[int],
+                    nd: bool) -> Compiled:
+    """Passes 1-6: a checked schedule that reproduces the traced call bit for bit."""
+    fill = {s.index: s.value for s in slots if s.kind != OP and s.kind != CONST}
+    forced: set = set()
+    everything = set(range(len(entries)))
+    for _ in range(8):
+        c = plan(slots, entries, roots, nd, forced)
+        bad = check(c, slots, fill)
+        if bad is None:
+            return c
+        if bad in forced:
+            if forced == everything:
+                break
+            forced = everything  # a compute call itself differs: trust no kernel
+        else:
+            forced.add(bad)
+    raise CompileError("the compiled schedule does not reproduce the traced call")
+
+
+__all__ = ["Compiled", "CompileError", "compile_program", "run_steps", "Kernel"]

@@ -1,0 +1,309 @@
+"""The recorder: what the engine reports while ``ndl.jit`` traces a call.
+
+A traced call runs eagerly, exactly as without jit. The engine's hooks (the
+``autograd._TRACER`` tests) tell the recorder about every op, every new leaf, every
+``.data`` write, random draws and host-computed scalars. The recorder gives each array
+a *slot* and writes down the op that made it, so that the whole call becomes a flat list
+of ``(op, input slots, output slot)``. Arrays it has not seen before come from outside
+the function: they are *state*, read again at every replay from the tensor that held them.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import threading
+import weakref
+import zlib
+from typing import Any
+
+import numpy as np
+
+from .. import autograd
+from .._array import as_numpy
+from ..errors import JitError
+
+# Slot kinds.
+INPUT, STATE, CONST, RANDOM, HOST, OP = range(6)
+KIND_NAMES = ("input", "state", "const", "random", "host", "op")
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def raw_of(data: Any) -> Any:
+    """The numpy array behind a backend array (a tuple of them for a tuple value)."""
+    if data.__class__ is tuple:
+        return tuple(raw_of(d) for d in data)
+    raw = as_numpy(data)
+    return raw if raw.__class__ is np.ndarray else np.asarray(raw)
+
+
+def meta_of(raw: Any) -> Any:
+    """(shape, dtype, strides, order) of a raw array; a tuple of metas for a tuple."""
+    if raw.__class__ is tuple:
+        return tuple(meta_of(r) for r in raw)
+    flags = raw.flags
+    order = "C" if flags.c_contiguous else ("F" if flags.f_contiguous else None)
+    return (raw.shape, raw.dtype, raw.strides, order)
+
+
+def fingerprint(raw: Any) -> Any:
+    """A checksum of the values (bit for bit), shape and dtype of a raw array or tuple."""
+    if raw.__class__ is tuple:
+        return tuple(fingerprint(r) for r in raw)
+    a = raw if raw.flags.c_contiguous else np.ascontiguousarray(raw)
+    return (a.shape, a.dtype.str, zlib.crc32(a.reshape(-1).view(np.uint8)) if a.size else 0)
+
+
+def user_site() -> tuple[str, str]:
+    """(``file:line in function``, the source line) of the innermost frame outside needle."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>", ""
+    name = frame.f_code.co_filename
+    line = linecache.getline(name, frame.f_lineno).strip()
+    return f"{name}:{frame.f_lineno} in {frame.f_code.co_name}", line
+
+
+class Slot:
+    """One array of the trace: where it comes from and what it looked like."""
+
+    __slots__ = ("index", "kind", "meta", "fp", "const", "value", "source", "device")
+
+    def __init__(self, index: int, kind: int, raw: Any, device: Any, const: bool) -> None:
+        self.index = index
+        self.kind = kind
+        self.meta = meta_of(raw)
+        self.fp = fingerprint(raw)
+        self.const = const
+        # The trace-time value: kept for leaves (inputs, state, constants, draws), which
+        # the compiler needs to fold constants and to check its program; not for op results.
+        self.value = raw if kind != OP else None
+        self.source: Any = None
+        self.device = device
+
+
+def _holds(tensor: Any, raw: Any) -> bool:
+    data = tensor.cached_data
+    return data is not None and data.__class__ is not tuple and as_numpy(data) is raw
+
+
+def _device_of(data: Any) -> Any:
+    if data.__class__ is tuple:
+        return _device_of(data[0]) if data else None
+    return getattr(data, "_device", None)
+
+
+class Recorder:
+    """Everything one traced call did, as slots and entries.
+
+    Parameters
+    ----------
+    name : str
+        The traced function's name (for error messages).
+    walk_map : dict
+        ``id(raw array) -> tensor`` for the tensors the state walk found (parameters,
+        buffers, optimizer state, gradients), so that an alias of their data (``p.data``)
+        is recognised as state.
+    shape_only : dict
+        ``op class -> input positions`` that an op reads only for their shape and dtype.
+    """
+
+    def __init__(self, name: str, walk_map: dict, shape_only: dict) -> None:
+        self.name = name
+        self.walk_map = walk_map
+        self.shape_only = shape_only
+        self.slots: list[Slot] = []
+        self.entries: list[tuple] = []  # (op, input slots, output slot)
+        self._ids: dict = {}  # id(raw) -> (weakref or the raw itself, slot index)
+        self.written: dict = {}  # id(tensor) -> tensor whose .data was assigned (external)
+        self.producers: list[int] = []  # RANDOM and HOST slots, in the order they were made
+        self.managed: set = set()  # (id(owner), attribute) advanced by host scalars
+        self.holders: dict = {}  # id(holder tensor) -> (holder, slot, its grad at first sight)
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def _new(self, kind: int, data: Any, raw: Any, const: bool) -> Slot:
+        slot = Slot(len(self.slots), kind, raw, _device_of(data), const)
+        self.slots.append(slot)
+        key = raw if raw.__class__ is tuple else weakref.ref(raw)
+        self._ids[id(raw)] = (key, slot.index)
+        return slot
+
+    def lookup(self, data: Any) -> int | None:
+        """The slot of a backend array seen before, or None."""
+        if data is None:
+            return None
+        raw = data if data.__class__ is tuple else as_numpy(data)
+        hit = self._ids.get(id(raw))
+        if hit is None:
+            return None
+        key, index = hit
+        held = key if key.__class__ is tuple else key()
+        return index if held is raw else None
+
+    def add_input(self, tensor: Any, position: int) -> int:
+        data = tensor.cached_data
+        index = self.lookup(data)
+        if index is not None:  # the same storage passed twice
+            return index
+        slot = self._new(INPUT, data, raw_of(data), False)
+        slot.source = position
+        return slot.index
+
+    def slot_for(self, value: Any) -> int:
+        """The slot of ``value``'s data; data never seen before is state held by ``value``
+        (or by the walked tensor whose data it is)."""
+        data = value.cached_data
+        index = self.lookup(data)
+        if index is not None:
+            return index
+        raw = raw_of(data)
+        holder = self.walk_map.get(id(raw) if raw.__class__ is not tuple else None)
+        if holder is None or not _holds(holder, raw):
+            holder = value
+        slot = self._new(STATE, data, raw, False)
+        slot.source = holder
+        if id(holder) not in self.holders:
+            self.holders[id(holder)] = (holder, slot.index, getattr(holder, "grad", None))
+        return slot.index
+
+    # -- hooks (called by the engine through the dispatcher) -----------------------------------
+
+    def op(self, op: Any, inputs: tuple, value: Any) -> None:
+        ins = tuple(self.slot_for(x) for x in inputs)
+        skip = self.shape_only.get(type(op), ())
+        const = all(self.slots[s].const for i, s in enumerate(ins) if i not in skip)
+        data = value.cached_data
+        slot = self._new(OP, data, raw_of(data), const)
+        slot.source = len(self.entries)
+        self.entries.append((op, ins, slot.index))
+
+    def leaf(self, value: Any) -> None:
+        data = value.cached_data
+        if value.op is not None or data is None or self.lookup(data) is not None:
+            return  # a lazy node, a placeholder, or an alias of data already seen
+        raw = raw_of(data)
+        holder = self.walk_map.get(id(raw) if raw.__class__ is not tuple else None)
+        if holder is not None and _holds(holder, raw):
+            self.slot_for(holder)  # an alias of state, e.g. Tensor.make_const(p.cached_data)
+            return
+        self._new(CONST, data, raw, True)  # new host data: Tensor(numpy array), ones(...)
+
+    def use(self, value: Any) -> None:
+        self.slot_for(value)
+
+    def wrote(self, tensor: Any) -> None:
+        """``tensor.data = ...`` is about to run: remember the tensor if it existed before."""
+        if id(tensor) in self.written:
+            return
+        index = self.lookup(tensor.cached_data)
+        if index is None or self.slots[index].kind in (INPUT, STATE):
+            if index is None:
+                self.slot_for(tensor)
+            self.written[id(tensor)] = tensor
+
+    def read(self, tensor: Any, what: str) -> None:
+        index = self.lookup(tensor.cached_data)
+        if index is not None and self.slots[index].const:
+            return  # reading a constant made from host data inside the function is harmless
+        site, line = user_site()
+        code = f" `{line}`" if line else ""
+        raise JitError(
+            f"ndl.jit({self.name}): at {site}:{code} a tensor (shape {tensor.shape}) {what} "
+            "while the function is being traced, so a replay would reuse this one value (or "
+            "this one branch). Return the tensor from the jitted function and read it outside, "
+            "compute with tensor ops instead (e.g. ops.where, ops.maximum), or run the "
+            "function eagerly with ndl.jit(fn, enabled=False)"
+        )
+
+    def _producer(self, tensor: Any, kind: int, redo: Any) -> Slot:
+        index = self.lookup(tensor.cached_data)
+        if index is None:
+            index = self.slot_for(tensor)
+        slot = self.slots[index]
+        slot.kind, slot.const, slot.source = kind, False, redo
+        self.producers.append(index)
+        return slot
+
+    def random(self, tensor: Any, redraw: Any) -> None:
+        self._producer(tensor, RANDOM, redraw)
+
+    def host(self, tensor: Any, make: Any, owner: Any, managed: tuple) -> None:
+        self._producer(tensor, HOST, make)
+        for name in managed:
+            self.managed.add((id(owner), name))
+
+
+class Dispatch:
+    """The engine's ``_TRACER``: forwards each hook to the calling thread's recorder."""
+
+    def __init__(self) -> None:
+        self.recorders: dict = {}
+        self.lock = threading.Lock()
+
+    def current(self) -> Recorder | None:
+        return self.recorders.get(threading.get_ident())
+
+    def tracing(self) -> bool:
+        return threading.get_ident() in self.recorders
+
+    def op(self, op: Any, inputs: tuple, value: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.op(op, inputs, value)
+
+    def leaf(self, value: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.leaf(value)
+
+    def use(self, value: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.use(value)
+
+    def wrote(self, tensor: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.wrote(tensor)
+
+    def read(self, tensor: Any, what: str) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.read(tensor, what)
+
+    def random(self, tensor: Any, redraw: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.random(tensor, redraw)
+
+    def host(self, tensor: Any, make: Any, owner: Any, managed: tuple) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.host(tensor, make, owner, managed)
+
+
+DISPATCH = Dispatch()
+
+
+class recording:
+    """Context manager: ``rec`` receives the engine's hooks from this thread."""
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def __enter__(self) -> Recorder:
+        with DISPATCH.lock:
+            DISPATCH.recorders[threading.get_ident()] = self.rec
+            autograd._TRACER = DISPATCH
+        return self.rec
+
+    def __exit__(self, *exc: Any) -> None:
+        with DISPATCH.lock:
+            DISPATCH.recorders.pop(threading.get_ident(), None)
+            if not DISPATCH.recorders:
+                autograd._TRACER = None

@@ -73,8 +73,11 @@ class WeightDecay(_UpdateOp):
     def __init__(self, weight_decay: float):
         self.weight_decay = weight_decay
 
+    def _raw(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return grad + self.weight_decay * w
+
     def compute(self, grad: Any, w: Any) -> Any:
-        return wrap(as_numpy(grad) + self.weight_decay * as_numpy(w), grad)
+        return wrap(self._raw(as_numpy(grad), as_numpy(w)), grad)
 
 
 class MovingAverage(_UpdateOp):
@@ -86,24 +89,27 @@ class MovingAverage(_UpdateOp):
         self.dtype = np.dtype(dtype).name
         self.square = square
 
-    def compute(self, g: Any, prev: Any = None) -> Any:
-        gv = as_numpy(g)
-        new = (1 - self.beta) * gv * gv if self.square else (1 - self.beta) * gv
+    def _raw(self, g: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
+        new = (1 - self.beta) * g * g if self.square else (1 - self.beta) * g
         if prev is not None:
-            new = self.beta * as_numpy(prev) + new
-        return wrap(np.asarray(new, dtype=self.dtype), g)
+            new = self.beta * prev + new
+        return np.asarray(new, dtype=self.dtype)
+
+    def compute(self, g: Any, prev: Any = None) -> Any:
+        return wrap(self._raw(as_numpy(g), None if prev is None else as_numpy(prev)), g)
 
 
 class SGDApply(_UpdateOp):
     """``w - lr * u`` with ``lr = hyper[0]``, in ``w``'s dtype."""
 
-    def compute(self, w: Any, u: Any, hyper: Any) -> Any:
-        wv = as_numpy(w)
-        lr = float(as_numpy(hyper)[0])
+    def _raw(self, w: np.ndarray, u: np.ndarray, hyper: np.ndarray) -> np.ndarray:
         # One fresh array for the new value (allocating large arrays is what costs here).
-        new = np.multiply(as_numpy(u), -lr, dtype=wv.dtype)
-        new += wv
-        return wrap(new, w)
+        new = np.multiply(u, -float(hyper[0]), dtype=w.dtype)
+        new += w
+        return new
+
+    def compute(self, w: Any, u: Any, hyper: Any) -> Any:
+        return wrap(self._raw(as_numpy(w), as_numpy(u), as_numpy(hyper)), w)
 
 
 class AdamApply(_UpdateOp):
@@ -112,11 +118,13 @@ class AdamApply(_UpdateOp):
     def __init__(self, eps: float):
         self.eps = eps
 
+    def _raw(self, w: np.ndarray, m: np.ndarray, v: np.ndarray,
+             hyper: np.ndarray) -> np.ndarray:
+        lr, c1, c2 = hyper.tolist()
+        return np.asarray(w - lr * (m / c1) / (np.sqrt(v / c2) + self.eps), dtype=w.dtype)
+
     def compute(self, w: Any, m: Any, v: Any, hyper: Any) -> Any:
-        wv = as_numpy(w)
-        lr, c1, c2 = as_numpy(hyper).tolist()
-        new = wv - lr * (as_numpy(m) / c1) / (np.sqrt(as_numpy(v) / c2) + self.eps)
-        return wrap(np.asarray(new, dtype=wv.dtype), w)
+        return wrap(self._raw(as_numpy(w), as_numpy(m), as_numpy(v), as_numpy(hyper)), w)
 
 
 class Optimizer:
@@ -242,10 +250,12 @@ class Adam(Optimizer):
 class GradNorm(_UpdateOp):
     """The global L2 norm of all inputs, as a 0-d float64 array (sums of squares in float64)."""
 
+    def _raw(self, *grads: np.ndarray) -> np.ndarray:
+        total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
+        return np.asarray(total, dtype=np.float64)
+
     def compute(self, *grads: Any) -> Any:
-        total = math.sqrt(sum(float(np.sum(np.square(as_numpy(g), dtype=np.float64)))
-                              for g in grads))
-        return wrap(np.asarray(total, dtype=np.float64), grads[0])
+        return wrap(self._raw(*[as_numpy(g) for g in grads]), grads[0])
 
 
 class ClipByNorm(_UpdateOp):
@@ -254,9 +264,13 @@ class ClipByNorm(_UpdateOp):
     def __init__(self, max_norm: float):
         self.max_norm = max_norm
 
+    def _raw(self, g: np.ndarray, norm: np.ndarray) -> np.ndarray:
+        scale = self.max_norm / (float(norm) + 1e-6)
+        return g * scale if scale < 1.0 else g
+
     def compute(self, g: Any, norm: Any) -> Any:
-        scale = self.max_norm / (float(as_numpy(norm)) + 1e-6)
-        return wrap(as_numpy(g) * scale, g) if scale < 1.0 else g
+        out = self._raw(as_numpy(g), as_numpy(norm))
+        return g if out is as_numpy(g) else wrap(out, g)
 
 
 def clip_grad_norm(params: Iterable[Tensor], max_norm: float = 0.25) -> Any:

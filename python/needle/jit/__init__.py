@@ -28,6 +28,7 @@ the function is traced again.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
 import threading
@@ -155,6 +156,7 @@ class Trace:
         self.states: list = []  # (slot, reader, (shape, dtype, strides))
         self.producers: list = []  # (slot, make)
         self.writes: list = []
+        self.clear: list = []  # (grad targets) set to None before the schedule runs
         self.outputs: Any = None
         self.lock = threading.Lock()
         self.replays = 0
@@ -173,6 +175,8 @@ class Trace:
                 E[slot] = _read(reader, meta)
             for slot, make in self.producers:
                 E[slot] = raw_of(make().cached_data)
+            for target in self.clear:
+                (tensors[target[1]] if target[0] == "arg" else target[1]).grad = None
             c.run(E)
             made: dict = {}
             for write in self.writes:
@@ -180,6 +184,12 @@ class Trace:
             out = _build(self.outputs, E, canon, tensors, made, c.copy_out)
             self.replays += 1
         return out
+
+
+def _setter(tensor: Any, device: Any) -> Callable:
+    def write(raw: Any) -> None:
+        tensor.cached_data = _box(raw, device)
+    return write
 
 
 def _read(reader: tuple, meta: tuple) -> Any:
@@ -358,6 +368,17 @@ class JitFunction:
     # -- tracing -------------------------------------------------------------------------------
 
     def _trace(self, key: Any, args: tuple, kwargs: dict, tensors: list) -> Any:
+        # The recorder and the eager graph of a long trace are many objects: Python's cyclic
+        # collector would scan them over and over while they are built (for nothing).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._trace_call(key, args, kwargs, tensors)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _trace_call(self, key: Any, args: tuple, kwargs: dict, tensors: list) -> Any:
         roots = list(self._roots)
         _statics((args, kwargs), roots)
         entry = _state.Walk(roots)
@@ -406,10 +427,10 @@ class JitFunction:
             self._eager_keys.add(key)
             shown = "; ".join(changes[:3]) + (" ..." if len(changes) > 3 else "")
             warnings.warn(
-                f"ndl.jit({self.name}): every call changes Python state that a replay "
-                f"cannot repeat ({shown}), so it now runs eagerly for this signature. Keep "
+                f"ndl.jit({self.name}): every call does something a replay cannot repeat "
+                f"({shown}), so it now runs eagerly for this signature. Keep "
                 "such state outside the jitted function, or make it a Tensor", JitWarning,
-                stacklevel=3)
+                stacklevel=5)
 
 
 def _aliases(tensors: list) -> tuple:
@@ -555,13 +576,29 @@ class _Finish:
                 reader = ("holder", holder)
             meta = None if slot.value.__class__ is tuple else slot.meta[:3]
             states.append((slot.index, reader, meta))
+        # New data of state tensors is written as soon as the schedule makes it (the old
+        # data can then be freed as early as eagerly); gradients that the call replaces
+        # and does not read are dropped before it runs, as ``reset_grad()`` does eagerly.
+        effects: dict = {}
+        late = []
+        for w in writes:
+            if w[0] == "data" and w[1][0] == "holder":
+                effects.setdefault(w[2], []).append(_setter(w[1][1], w[3]))
+            else:
+                late.append(w)
+        read_grads = {id(r[1]) for _, r, _ in states if r[0] == "grad"}
+        read_grads |= {id(grad_of[id(r[1])]) for _, r, _ in states
+                       if r[0] == "holder" and id(r[1]) in grad_of}
+        trace.clear = [w[1] for w in late if w[0] == "grad" and id(
+            self.tensors[w[1][1]] if w[1][0] == "arg" else w[1][1]) not in read_grads]
         trace.inputs = [(s.index, s.source) for s in rec.slots if s.kind == INPUT]
         trace.states = states
         trace.producers = [(i, rec.slots[i].source) for i in rec.producers]
-        trace.writes = writes
+        trace.writes = late
         trace.outputs = outputs
         trace.guards = _state.guards_of(self.entry, self.rebound, rec.managed)
-        trace.compiled = compile_program(rec.slots, rec.entries, self.roots, _ND)
+        trace.compiled = compile_program(rec.slots, rec.entries, self.roots, _ND, effects)
+        trace.names = {out: op.name for op, _, out in rec.entries}
         # The first call returns what a replay would: detached tensors.
         return _build(outputs, _TraceValues(rec), list(range(len(rec.slots))), self.tensors,
                       {}, set())
@@ -572,7 +609,7 @@ class _TraceValues:
 
     def __init__(self, rec: Recorder) -> None:
         self.by_slot: dict = {}
-        for i, (ref, slot) in rec._ids.items():
+        for ref, slot in rec._ids.values():
             held = ref if ref.__class__ is tuple else ref()
             if held is not None:
                 self.by_slot[slot] = held

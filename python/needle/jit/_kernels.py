@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import ops
 from ..ops.ops_mathematic import _normalize_axes
+from ._record import TupleMeta
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
@@ -27,10 +28,12 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 class Kernel:
     """``fn(*data inputs[, out])``: ``args`` are the op's input positions passed to it."""
 
-    __slots__ = ("fn", "args", "out", "view", "buf_meta", "box", "name")
+    __slots__ = ("fn", "args", "out", "view", "buf_meta", "box", "name", "elementwise",
+                 "loose")
 
     def __init__(self, fn: Callable, args: tuple, out: bool = False, view: bool = False,
-                 buf_meta: tuple | None = None, box: bool = True, name: str = "") -> None:
+                 buf_meta: tuple | None = None, box: bool = True, name: str = "",
+                 elementwise: bool = False, loose: Kernel | None = None) -> None:
         self.fn = fn
         self.args = args
         self.out = out  # accepts an output buffer as its last positional argument
@@ -38,6 +41,12 @@ class Kernel:
         self.buf_meta = buf_meta  # (shape, dtype) of that buffer when not the result's own
         self.box = box  # results made without a buffer get the backend's dtype/layout rule
         self.name = name
+        # Each result element depends only on the same element of each input: the layout
+        # of the inputs cannot change a bit of the result.
+        self.elementwise = elementwise
+        # A cheaper variant (a broadcast view instead of a copy) that gives the same bits
+        # when every reader of the result is elementwise.
+        self.loose = loose
 
 
 # Inputs that an op reads only for their shape and dtype: a result that depends on nothing
@@ -85,13 +94,17 @@ def _same_dtype(*metas: Any) -> bool:
 
 def _unary(ufunc: np.ufunc) -> Callable:
     def lower(op: Any, ins: list, out: Any) -> Kernel:
-        return Kernel(ufunc, (0,), out=True, name=ufunc.__name__)
+        return Kernel(ufunc, (0,), out=True, name=ufunc.__name__, elementwise=True)
     return lower
 
 
 def _binary(ufunc: np.ufunc) -> Callable:
     def lower(op: Any, ins: list, out: Any) -> Kernel:
-        return Kernel(ufunc, (0, 1), out=True, name=ufunc.__name__)
+        if ufunc in (np.maximum, np.minimum):  # a positional out is deprecated for these
+            def fn(a: Any, b: Any, out: Any = None) -> Any:
+                return ufunc(a, b, out=out)
+            return Kernel(fn, (0, 1), out=True, name=ufunc.__name__, elementwise=True)
+        return Kernel(ufunc, (0, 1), out=True, name=ufunc.__name__, elementwise=True)
     return lower
 
 
@@ -101,7 +114,7 @@ def _scalar(ufunc: np.ufunc) -> Callable:
 
         def fn(a: Any, out: Any = None) -> Any:
             return ufunc(a, s, out)
-        return Kernel(fn, (0,), out=True, name=f"{ufunc.__name__}_scalar")
+        return Kernel(fn, (0,), out=True, name=f"{ufunc.__name__}_scalar", elementwise=True)
     return lower
 
 
@@ -111,31 +124,34 @@ def _compare(op: Any, ins: list, out: Any) -> Kernel:
     if op.scalar is None:
         def fn2(a: Any, b: Any, out: Any = None) -> Any:
             return f(a, b, out) if out is not None else f(a, b).astype(dt)
-        return Kernel(fn2, (0, 1), out=True, name=f.__name__)
+        return Kernel(fn2, (0, 1), out=True, name=f.__name__, elementwise=True)
     s = op.scalar
 
     def fn1(a: Any, out: Any = None) -> Any:
         return f(a, s, out) if out is not None else f(a, s).astype(dt)
-    return Kernel(fn1, (0,), out=True, name=f.__name__)
+    return Kernel(fn1, (0,), out=True, name=f.__name__, elementwise=True)
 
 
 def _power_scalar(op: Any, ins: list, out: Any) -> Kernel:
     s = op.scalar
     if isinstance(s, int) and s < 0 and ins[0][1].kind in "iu":
-        return Kernel(lambda a: a.astype(np.float64) ** s, (0,), name="power_scalar")
-    return Kernel(lambda a: a ** s, (0,), name="power_scalar")
+        return Kernel(lambda a: a.astype(np.float64) ** s, (0,), name="power_scalar",
+                      elementwise=True)
+    return Kernel(lambda a: a ** s, (0,), name="power_scalar", elementwise=True)
 
 
 def _relu(op: Any, ins: list, out: Any) -> Kernel:
     def fn(a: Any, out: Any = None) -> Any:
-        return np.maximum(a, 0, out, dtype=a.dtype)
-    return Kernel(fn, (0,), out=True, name="relu")
+        return np.maximum(a, 0, out=out, dtype=a.dtype)
+    return Kernel(fn, (0,), out=True, name="relu",
+                  elementwise=True)
 
 
 def _relu_backward(op: Any, ins: list, out: Any) -> Kernel:
     def fn(g: Any, x: Any, out: Any = None) -> Any:
         return np.multiply(g, np.greater(x, 0), out)
-    return Kernel(fn, (0, 1), out=True, name="relu_backward")
+    return Kernel(fn, (0, 1), out=True, name="relu_backward",
+                  elementwise=True)
 
 
 def _tanh_backward(op: Any, ins: list, out: Any) -> Kernel | None:
@@ -146,7 +162,8 @@ def _tanh_backward(op: Any, ins: list, out: Any) -> Kernel | None:
         t = np.multiply(y, y, out)
         np.subtract(1, t, t)
         return np.multiply(g, t, t)
-    return Kernel(fn, (0, 1), out=True, name="tanh_backward")
+    return Kernel(fn, (0, 1), out=True, name="tanh_backward",
+                  elementwise=True)
 
 
 def _sigmoid(op: Any, ins: list, out: Any) -> Kernel | None:
@@ -158,7 +175,8 @@ def _sigmoid(op: Any, ins: list, out: Any) -> Kernel | None:
         np.tanh(t, t)
         np.add(1.0, t, t)
         return np.multiply(0.5, t, t)
-    return Kernel(fn, (0,), out=True, name="sigmoid")
+    return Kernel(fn, (0,), out=True, name="sigmoid",
+                  elementwise=True)
 
 
 def _sigmoid_backward(op: Any, ins: list, out: Any) -> Kernel | None:
@@ -168,7 +186,8 @@ def _sigmoid_backward(op: Any, ins: list, out: Any) -> Kernel | None:
     def fn(g: Any, y: Any, out: Any = None) -> Any:  # g * y * (1 - y)
         t = np.multiply(g, y, out)
         return np.multiply(t, np.subtract(1, y), t)
-    return Kernel(fn, (0, 1), out=True, name="sigmoid_backward")
+    return Kernel(fn, (0, 1), out=True, name="sigmoid_backward",
+                  elementwise=True)
 
 
 def _matmul(op: Any, ins: list, out: Any) -> Kernel:
@@ -222,7 +241,11 @@ def _broadcast(shape: tuple, kept: tuple | None, ins: list) -> Kernel:
             return src.copy()
         np.copyto(out, src)
         return out
-    return Kernel(fn, (0,), out=True, name="broadcast")
+
+    def view(g: Any) -> Any:
+        return np.broadcast_to(g.reshape(src_shape) if kept is not None else g, shape)
+    return Kernel(fn, (0,), out=True, name="broadcast",
+                  loose=Kernel(view, (0,), view=True, box=False, name="broadcast_view"))
 
 
 def _broadcast_to(op: Any, ins: list, out: Any) -> Kernel:
@@ -331,14 +354,18 @@ for _cls in (ops.Greater, ops.GreaterEqual, ops.Less, ops.LessEqual, ops.Equal, 
 
 def is_tuple_meta(meta: tuple) -> bool:
     """Whether ``meta`` describes a tuple of arrays (not one array)."""
-    return not (len(meta) == 4 and isinstance(meta[1], np.dtype))
+    return meta.__class__ is TupleMeta
 
 
 def lower(op: Any, in_metas: list, out_meta: Any) -> Kernel | None:
     """The kernel of ``op`` for inputs and a result of these metas, or None."""
     make = LOWER.get(type(op))
     if make is None:
-        return None
+        raw = getattr(op, "_raw", None)
+        if raw is None or any(is_tuple_meta(m) for m in in_metas) or is_tuple_meta(out_meta):
+            return None
+        # The op's own computation on numpy arrays (skips wrapping them on nd).
+        return Kernel(raw, tuple(range(len(in_metas))), view=True, name=f"{op.name}._raw")
     if any(is_tuple_meta(m) for m in in_metas) and not isinstance(
             op, (ops.Stack, ops.TupleGetItem)):
         return None

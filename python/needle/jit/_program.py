@@ -22,6 +22,7 @@ is created per op.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class CompileError(Exception):
 def _nbytes(meta: Any) -> int:
     if is_tuple_meta(meta):
         return sum(_nbytes(m) for m in meta)
-    return int(np.prod(meta[0], dtype=np.int64)) * meta[1].itemsize
+    return math.prod(meta[0]) * meta[1].itemsize
 
 
 def _cse_key(op: Any, ins: tuple) -> Any:
@@ -89,6 +90,7 @@ class Compiled:
         self.template: list = []
         self.canon: list[int] = []
         self.copy_out: set = set()  # root slots whose memory is a constant: copied out
+        self.fresh_roots: set = set()  # root slots in memory allocated by this run alone
         self.buffer_bytes = 0
         self.n_kernels = 0
         self.n_fallback = 0
@@ -100,16 +102,21 @@ class Compiled:
         self.code: Any = None
         self.code_tried = False
         self.roots: list[int] = []
+        self.late: list = []  # (write, slot) of effects whose value no step makes
 
     def run(self, E: list) -> None:
         code = self.code
         if code is None:
             if self.code_tried or len(self.steps) > CODEGEN_MAX_STEPS:
                 run_steps(self.steps, E)
-                return
-            code = self.code = generate(self.steps, self.roots)
-            self.code_tried = True
-        code(E)
+            else:
+                code = self.code = generate(self.steps, self.roots)
+                self.code_tried = True
+        if code is not None:
+            code(E)
+        for fn, slot in self.late:
+            raw = E[slot]
+            fn(np.array(raw) if slot in self.copy_out else raw)
 
     def describe(self) -> str:
         return (f"{len(self.step_entry) - self.step_entry.count(-1)} ops ({self.n_kernels} "
@@ -137,14 +144,16 @@ def run_steps(steps: list, E: list) -> None:
             E[st[3]] = st[1](*[E[i] for i in st[2]])
         elif k == 8:
             E[st[4]] = st[1](*[E[i] for i in st[2]], empty(*st[3]))
-        else:
+        elif k == 9:
             for i in st[1]:
                 E[i] = None
+        else:  # 10: a write to state, as soon as its value exists
+            st[1](E[st[2]])
 
 
 # Schedules up to this many steps also become one generated Python function (compiling the
 # source costs about 40 µs a step; running it saves the interpreter's dispatch).
-CODEGEN_MAX_STEPS = 20_000
+CODEGEN_MAX_STEPS = 4_000
 
 
 def generate(steps: list, roots: list) -> Any:
@@ -163,11 +172,14 @@ def generate(steps: list, roots: list) -> Any:
         k = st[0]
         if k == 9:
             for i in st[1]:
-                if i in produced:
+                if i in produced or i in used:
                     body.append(f"    v{i} = None")
             continue
         fn = f"f{n}"
         env[fn] = st[1]
+        if k == 10:
+            body.append(f"    {fn}({var(st[2])})")
+            continue
         if k in (3, 4, 6):
             buf = f"b{n}"
             env[buf] = st[4] if k == 4 else st[3]
@@ -197,6 +209,12 @@ def generate(steps: list, roots: list) -> Any:
     return env["run"]
 
 
+def _copying(fn: Any) -> Any:
+    def call(raw: Any) -> Any:
+        return fn(np.array(raw))
+    return call
+
+
 def _boxed(fn: Any, box: Any) -> Any:
     def call(*xs: Any) -> Any:
         return box(fn(*xs))
@@ -204,8 +222,12 @@ def _boxed(fn: Any, box: Any) -> Any:
 
 
 def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
-         forced: set) -> Compiled:
-    """Build the schedule (passes 1-5); ``forced`` entries run their op's ``compute``."""
+         forced: set, effects: dict | None = None) -> Compiled:
+    """Build the schedule (passes 1-5); ``forced`` entries run their op's ``compute``.
+
+    ``effects`` maps a slot to writes ``fn(value)`` (new data of state tensors): each runs
+    right after the step that makes its value, so the old data can go early as in eager.
+    """
     c = Compiled()
     n = len(slots)
     canon = list(range(n))
@@ -233,6 +255,9 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
         kept.append((j, op, ins, out))
     c.canon = canon
     roots = [canon[r] for r in roots]
+    pending: dict = {}
+    for slot, fns in (effects or {}).items():
+        pending.setdefault(canon[slot], []).extend(fns)
 
     # Lowering, then dead code (a lowered kernel may not read every input).
     chosen = []
@@ -243,10 +268,20 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
         if kernel is None:
             kernel = fallback(op, len(ins), slots[out].device, nd)
         chosen.append((j, op, ins, out, kernel))
+    # Broadcasts read only by elementwise kernels stay views (no copy, the same bits).
+    readers: dict = {}
+    for item in chosen:
+        for p in item[4].args:
+            readers.setdefault(item[2][p], []).append(item[4])
+    root_set = set(roots)
+    for k, (j, op, ins, out, kernel) in enumerate(chosen):
+        if kernel.loose is not None and out not in root_set and all(
+                r.elementwise for r in readers.get(out, ())):
+            chosen[k] = (j, op, ins, out, kernel.loose)
     needed = set(roots)
     live = []
     for item in reversed(chosen):
-        j, op, ins, out, kernel = item
+        ins, out, kernel = item[2], item[3], item[4]
         if out in needed:
             live.append(item)
             needed.update(ins[p] for p in kernel.args)
@@ -256,27 +291,31 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
 
     # Memory: which results share memory (views), which the caller sees (escaping).
     find = _Find(n)
-    for j, op, ins, out, kernel in live:
+    for _, _, ins, out, kernel in live:
         if kernel.view:
             for p in kernel.args:
                 find.union(out, ins[p])
     escaping = {find.find(r) for r in roots}
     const_groups = {find.find(s) for s in const_val}
     c.copy_out = {r for r in roots if find.find(r) in const_groups}
+    foreign = const_groups | {find.find(s.index) for s in slots if s.kind != OP}
+    c.fresh_roots = {r for r in roots if find.find(r) not in foreign}
     last: dict = {}
-    for t, (j, op, ins, out, kernel) in enumerate(live):
-        for p in kernel.args:
-            last[ins[p]] = t
+    for t, item in enumerate(live):
+        for p in item[4].args:
+            last[item[2][p]] = t
     group_last: dict = {}
     for s, t in last.items():
         g = find.find(s)
         group_last[g] = max(group_last.get(g, -1), t)
-    for j, op, ins, out, kernel in live:  # a result nobody reads still ends with its step
-        g = find.find(out)
-        group_last.setdefault(g, -1)
     members: dict = {}
-    for j, op, ins, out, kernel in live:
-        members.setdefault(find.find(out), []).append(out)
+    for item in live:  # a result nobody reads still ends with its step
+        g = find.find(item[3])
+        group_last.setdefault(g, -1)
+        members.setdefault(g, []).append(item[3])
+    for sl in last:  # inputs and state read by the schedule: dropped after their last use
+        if slots[sl].kind != OP and sl not in const_val:
+            members.setdefault(find.find(sl), []).append(sl)
 
     pool: dict = {}
     group_bufs: dict = {}
@@ -289,7 +328,7 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
         template[s] = v
     steps = []
     step_entry, step_out = [], []
-    for t, (j, op, ins, out, kernel) in enumerate(live):
+    for t, (j, _, ins, out, kernel) in enumerate(live):
         meta = slots[out].meta
         g = find.find(out)
         args = [ins[p] for p in kernel.args]
@@ -334,6 +373,12 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             steps.append((5, fn, tuple(args), out))
         step_entry.append(j)
         step_out.append(out)
+        for fn_ in pending.pop(out, ()):
+            if out in c.copy_out:
+                fn_ = _copying(fn_)
+            steps.append((10, fn_, out))
+            step_entry.append(-1)
+            step_out.append(-1)
         done = ends.get(t, ())
         drop = []
         for dg in done:
@@ -346,6 +391,7 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             steps.append((9, tuple(drop)))
             step_entry.append(-1)
             step_out.append(-1)
+    c.late = [(fn_, slot) for slot, fns in pending.items() for fn_ in fns]
     c.steps = steps
     c.roots = roots
     c.template = template
@@ -378,6 +424,8 @@ def check(c: Compiled, slots: list[Slot], fill: dict) -> int | None:
     for s, v in fill.items():
         E[s] = v
     for t, st in enumerate(c.steps):
+        if st[0] == 10:
+            continue  # a write to state: not while checking
         run_steps([st], E)
         out = c.step_out[t]
         if out >= 0 and fingerprint(E[out]) != slots[out].fp:
@@ -386,13 +434,13 @@ def check(c: Compiled, slots: list[Slot], fill: dict) -> int | None:
 
 
 def compile_program(slots: list[Slot], entries: list[tuple], roots: list[int],
-                    nd: bool) -> Compiled:
+                    nd: bool, effects: dict | None = None) -> Compiled:
     """Passes 1-6: a checked schedule that reproduces the traced call bit for bit."""
     fill = {s.index: s.value for s in slots if s.kind != OP and s.kind != CONST}
     forced: set = set()
     everything = set(range(len(entries)))
     for _ in range(8):
-        c = plan(slots, entries, roots, nd, forced)
+        c = plan(slots, entries, roots, nd, forced, effects)
         bad = check(c, slots, fill)
         if bad is None:
             return c

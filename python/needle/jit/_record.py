@@ -39,10 +39,14 @@ def raw_of(data: Any) -> Any:
     return raw if raw.__class__ is np.ndarray else np.asarray(raw)
 
 
+class TupleMeta(tuple):
+    """The metas of the arrays of a tuple value."""
+
+
 def meta_of(raw: Any) -> Any:
-    """(shape, dtype, strides, order) of a raw array; a tuple of metas for a tuple."""
+    """(shape, dtype, strides, order) of a raw array; a TupleMeta for a tuple."""
     if raw.__class__ is tuple:
-        return tuple(meta_of(r) for r in raw)
+        return TupleMeta(meta_of(r) for r in raw)
     flags = raw.flags
     order = "C" if flags.c_contiguous else ("F" if flags.f_contiguous else None)
     return (raw.shape, raw.dtype, raw.strides, order)

@@ -551,7 +551,7 @@ class _Finish:
                 slot = rec.slot_for(t)
                 self.roots.append(slot)
                 writes.append(("data", target, slot, rec.slots[slot].device))
-            if t.grad is not grad0:
+            if isinstance(t, Tensor) and t.grad is not grad0:
                 writes.append(("grad", target, self.spec(t.grad)))
         # Where a replay reads each piece of state: a tensor found at a place the call
         # rebound is read from that place, a gradient from its tensor's .grad, anything else
@@ -559,7 +559,7 @@ class _Finish:
         grad_of = {}
         for i, t in known.items():
             grad0 = entry_state.get(i, (None, None))[1]
-            for g in (grad0, t.grad):
+            for g in (grad0, getattr(t, "grad", None)):
                 if g is not None:
                     grad_of.setdefault(id(g), t)
         states = []
@@ -610,7 +610,7 @@ class _TraceValues:
     def __init__(self, rec: Recorder) -> None:
         self.by_slot: dict = {}
         for ref, slot in rec._ids.values():
-            held = ref if ref.__class__ is tuple else ref()
+            held = raw_of(ref) if ref.__class__ is tuple else ref()
             if held is not None:
                 self.by_slot[slot] = held
 

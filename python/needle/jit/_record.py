@@ -127,14 +127,17 @@ class Recorder:
         self.producers: list[int] = []  # RANDOM and HOST slots, in the order they were made
         self.managed: set = set()  # (id(owner), attribute) advanced by host scalars
         self.holders: dict = {}  # id(holder tensor) -> (holder, slot, its grad at first sight)
+        self.made: weakref.WeakSet = weakref.WeakSet()  # Values made inside the call
 
     # -- slots ---------------------------------------------------------------------------------
 
     def _new(self, kind: int, data: Any, raw: Any, const: bool) -> Slot:
         slot = Slot(len(self.slots), kind, raw, _device_of(data), const)
         self.slots.append(slot)
-        key = raw if raw.__class__ is tuple else weakref.ref(raw)
-        self._ids[id(raw)] = (key, slot.index)
+        if raw.__class__ is tuple:  # a tuple value is known by the tuple object it is
+            self._ids[id(data)] = (data, slot.index)
+        else:
+            self._ids[id(raw)] = (weakref.ref(raw), slot.index)
         return slot
 
     def lookup(self, data: Any) -> int | None:
@@ -165,6 +168,10 @@ class Recorder:
         index = self.lookup(data)
         if index is not None:
             return index
+        if value in self.made:
+            # Made inside the call, so its data must be known: never guess it is state.
+            raise JitError(f"ndl.jit({self.name}): internal error: lost track of the data of "
+                           f"a {type(value).__name__} made by the traced call")
         raw = raw_of(data)
         holder = self.walk_map.get(id(raw) if raw.__class__ is not tuple else None)
         if holder is None or not _holds(holder, raw):
@@ -185,11 +192,15 @@ class Recorder:
         slot = self._new(OP, data, raw_of(data), const)
         slot.source = len(self.entries)
         self.entries.append((op, ins, slot.index))
+        self.made.add(value)
 
     def leaf(self, value: Any) -> None:
         data = value.cached_data
-        if value.op is not None or data is None or self.lookup(data) is not None:
-            return  # a lazy node, a placeholder, or an alias of data already seen
+        if value.op is not None or data is None:
+            return  # a lazy node or a placeholder
+        self.made.add(value)
+        if self.lookup(data) is not None:
+            return  # an alias of data already seen
         raw = raw_of(data)
         holder = self.walk_map.get(id(raw) if raw.__class__ is not tuple else None)
         if holder is not None and _holds(holder, raw):

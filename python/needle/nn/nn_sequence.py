@@ -269,6 +269,8 @@ class Embedding(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # An (n, 1) index broadcasts along the embedding dim: each id picks a whole row.
-        index = _EmbeddingIndex(self.num_embeddings)(x.detach())
+        ids = x.detach() if x.device == self.weight.device else Tensor(
+            x, device=self.weight.device, requires_grad=False)
+        index = _EmbeddingIndex(self.num_embeddings)(ids)
         rows = ops.take_along_axis(self.weight, index, axis=0)
         return ops.reshape(rows, tuple(x.shape) + (self.embedding_dim,))

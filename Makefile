@@ -4,13 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install test test-oracle demo bench lint clean
+.PHONY: install test test-oracle demo demo-distributed bench lint clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# The distributed extra (mpi4py + the mpich wheel) too, so that the MPI tests run; where no
+# MPI wheel exists for the platform they are skipped, and say so.
 $(VENV)/.installed-test: $(VENV)/bin/activate setup.py pyproject.toml
-	$(PIP) install -e '.[test]'
+	@echo "$(PIP) install -e '.[test,distributed]'"
+	@$(PIP) install -e '.[test,distributed]' || { \
+	  echo "make: mpi4py/mpich could not be installed: the distributed tests will be skipped"; \
+	  $(PIP) install -e '.[test]'; }
 	touch $@
 
 $(VENV)/.installed-apps: $(VENV)/.installed-test
@@ -28,7 +33,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-apps
 install: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not oracle"
+	$(PY) -m pytest -m "not oracle" -rs
 
 # The PyTorch-oracle suite (differential fuzzing); torch==2.13.0 goes into .venv.
 test-oracle: $(VENV)/.installed-oracle
@@ -37,8 +42,15 @@ test-oracle: $(VENV)/.installed-oracle
 demo: $(VENV)/.installed-apps
 	$(PY) -m apps.train_mnist
 
+# The demo on 2 processes (MPI ranks) with the mpiexec installed in .venv.
+demo-distributed: $(VENV)/.installed-apps
+	$(VENV)/bin/mpiexec -n 2 $(PY) -m apps.train_mnist --distributed
+
+# Results go to bench/out/ (untracked); `make bench BENCH_ARGS=--save` also rewrites the
+# committed bench/RESULTS.md and docs/bench.png, `BENCH_ARGS=--quick` is a smoke run.
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 lint:
 	$(PIP) install ruff

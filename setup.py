@@ -1,4 +1,4 @@
-"""Install needle: ``pip install -e .`` (extras: test, apps, bench, oracle)."""
+"""Install needle: ``pip install -e .`` (extras: test, distributed, apps, bench, oracle)."""
 
 from setuptools import find_packages, setup
 
@@ -12,6 +12,9 @@ setup(
     install_requires=["numpy>=1.24"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "scikit-learn"],
+        # MPI from wheels, no compiler: mpi4py's wheel loads the MPICH library of the mpich
+        # wheel, which also ships mpiexec (hydra).
+        "distributed": ["mpi4py>=4.1", "mpich>=4.3"],
         "apps": ["tqdm", "matplotlib", "scikit-learn"],
         "bench": ["torch==2.13.0", "autograd", "matplotlib", "threadpoolctl", "psutil",
                   "scikit-learn"],

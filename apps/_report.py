@@ -2,11 +2,59 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-from collections.abc import Iterable, Sequence
+import platform
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
 
 import needle as ndl
+
+
+def make_parser(app: str, description: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m apps.<app>``: that program name, defaults in --help."""
+    return argparse.ArgumentParser(prog=f"python -m apps.{app}", description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def run_config(args: argparse.Namespace, **resolved: object) -> dict:
+    """What a run actually used: every parsed argument, overridden by the values resolved
+    from them (``resolved``: e.g. the epochs chosen for the data source), plus needle's
+    backend, numpy's version and the BLAS thread setting."""
+    config = dict(vars(args))
+    config.update(resolved)
+    config.setdefault("backend", ndl.BACKEND)
+    config["numpy"] = np.__version__
+    config["python"] = platform.python_version()
+    config["blas_threads"] = os.environ.get("OPENBLAS_NUM_THREADS", "library default")
+    return config
+
+
+def verify_checkpoint(path: str, fresh: ndl.nn.Module, evaluate: Callable[[ndl.nn.Module], Any],
+                      expected: Any, what: str = "test accuracy", fmt: str = "{:.4f}") -> dict:
+    """Load the checkpoint at ``path`` into ``fresh``, evaluate it, compare with ``expected``.
+
+    Prints one line and returns ``{"path", "reloaded", "identical"}`` for metrics.json.
+    The caller raises (after writing its metrics) when the values differ: a checkpoint
+    that does not reproduce the trained model is a bug, not a warning.
+    """
+    fresh.load_state_dict(ndl.load(path))
+    reloaded = evaluate(fresh)
+    identical = bool(np.array_equal(np.asarray(reloaded), np.asarray(expected)))
+    verdict = "identical" if identical else f"DIFFERENT from {fmt.format(expected)}"
+    print(f"checkpoint: {path} ({fresh.num_parameters():,} parameters; reloaded {what} "
+          f"{fmt.format(reloaded)}, {verdict})")
+    return {"path": path, "reloaded": reloaded, "identical": identical}
+
+
+def require_identical(check: dict) -> None:
+    """Raise ``RuntimeError`` if :func:`verify_checkpoint` found a difference."""
+    if not check["identical"]:
+        raise RuntimeError(f"checkpoint {check['path']} does not reproduce the trained model: "
+                           f"reloaded {check['reloaded']}")
 
 
 def progress(iterable: Iterable, total: int, desc: str, enabled: bool = True,

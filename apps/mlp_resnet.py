@@ -12,21 +12,27 @@ import needle.nn as nn
 np.random.seed(0)
 
 
+def _norm(norm: type, dim: int, dtype: str) -> nn.Module:
+    # Only pass dtype when asked for, so norm classes without that argument still work.
+    return norm(dim) if dtype == "float32" else norm(dim, dtype=dtype)
+
+
 def ResidualBlock(
     dim: int,
     hidden_dim: int,
     norm: type = nn.BatchNorm1d,
     drop_prob: float = 0.1,
+    dtype: str = "float32",
 ) -> nn.Module:
     """``ReLU(x + norm(Linear(Dropout(ReLU(norm(Linear(x)))))))``: dim -> hidden_dim -> dim."""
     return nn.Sequential(
         nn.Residual(nn.Sequential(
-            nn.Linear(dim, hidden_dim),
-            norm(hidden_dim),
+            nn.Linear(dim, hidden_dim, dtype=dtype),
+            _norm(norm, hidden_dim, dtype),
             nn.ReLU(),
             nn.Dropout(drop_prob),
-            nn.Linear(hidden_dim, dim),
-            norm(dim),
+            nn.Linear(hidden_dim, dim, dtype=dtype),
+            _norm(norm, dim, dtype),
         )),
         nn.ReLU(),
     )
@@ -39,13 +45,18 @@ def MLPResNet(
     num_classes: int = 10,
     norm: type = nn.BatchNorm1d,
     drop_prob: float = 0.1,
+    dtype: str = "float32",
 ) -> nn.Module:
-    """Linear(dim, hidden) -> ReLU -> ``num_blocks`` ResidualBlocks -> Linear(hidden, classes)."""
+    """Linear(dim, hidden) -> ReLU -> ``num_blocks`` ResidualBlocks -> Linear(hidden, classes).
+
+    ``dtype`` (default float32) is that of every parameter and buffer.
+    """
     return nn.Sequential(
-        nn.Linear(dim, hidden_dim),
+        nn.Linear(dim, hidden_dim, dtype=dtype),
         nn.ReLU(),
-        *[ResidualBlock(hidden_dim, hidden_dim // 2, norm, drop_prob) for _ in range(num_blocks)],
-        nn.Linear(hidden_dim, num_classes),
+        *[ResidualBlock(hidden_dim, hidden_dim // 2, norm, drop_prob, dtype)
+          for _ in range(num_blocks)],
+        nn.Linear(hidden_dim, num_classes, dtype=dtype),
     )
 
 

@@ -5,8 +5,10 @@
                                  [--synthetic] [--out-dir runs/train_cifar10] [--no-progress]
 
 Shows a progress bar per epoch and a table row after it (train and test loss/accuracy),
-then writes a plot (``<out-dir>/cifar10.png``) and a checkpoint (``<out-dir>/resnet9.npz``,
-reload with ``model.load_state_dict(ndl.load(path))``). The real data is read from
+then writes a plot (``<out-dir>/cifar10.png``), a checkpoint (``<out-dir>/resnet9.npz``,
+reload with ``model.load_state_dict(ndl.load(path))``; the app reloads it into a fresh
+model and checks that it reproduces the test accuracy) and ``<out-dir>/metrics.json``
+(the resolved configuration and the per-epoch table). The real data is read from
 ``--data-dir``, else needle's cache (downloaded there when online). ``--synthetic`` trains
 on generated (3, 32, 32) images of 10 classes instead, so the app runs offline.
 """
@@ -26,7 +28,17 @@ import numpy as np  # noqa: E402
 
 import needle as ndl  # noqa: E402
 import needle.nn as nn  # noqa: E402
-from apps._report import Table, checkpoint, plot, progress, write_metrics  # noqa: E402
+from apps._report import (  # noqa: E402
+    Table,
+    checkpoint,
+    make_parser,
+    plot,
+    progress,
+    require_identical,
+    run_config,
+    verify_checkpoint,
+    write_metrics,
+)
 from apps.models import ResNet9  # noqa: E402
 
 
@@ -83,7 +95,10 @@ class Steps:
 
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: ndl.optim.Optimizer | None,
               desc: str, show: bool, steps: Steps | None = None) -> tuple[float, float]:
-    """One pass (training when ``opt`` is given); returns (mean loss, accuracy)."""
+    """One pass (training when ``opt`` is given); returns (mean loss, accuracy).
+
+    ``steps`` (a :class:`Steps` of this model and optimizer) runs jitted steps.
+    """
     steps = steps if steps is not None else Steps(model, opt)
     step = steps.train if opt is not None else steps.eval
     model.train() if opt is not None else model.eval()
@@ -101,25 +116,37 @@ def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: ndl.optim.Opti
     return total_loss / seen, correct / seen
 
 
-def main(argv: list[str] | None = None) -> Table:
-    parser = argparse.ArgumentParser(description="Train ResNet9 on CIFAR-10.")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.001)
-    parser.add_argument("--weight-decay", type=float, default=0.001)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=os.path.join("data", "cifar-10-batches-py"))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
+    parser = make_parser("train_cifar10", "Train the course's ResNet9 on CIFAR-10 (or, with "
+                         "--synthetic, on generated images of the same shape).")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size")
+    parser.add_argument("--lr", type=float, default=0.001, help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.001, help="Adam L2 weight decay")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of numpy's global RNG (init, shuffling) and of the "
+                             "synthetic images")
+    parser.add_argument("--data-dir", default=os.path.join("data", "cifar-10-batches-py"),
+                        help="the cifar-10-batches-py folder (else needle's cache)")
     parser.add_argument("--limit", type=int, default=0,
-                        help="use only this many images per split (synthetic: train size)")
+                        help="use only this many images per split, 0: all (synthetic: train "
+                             "size, 0: 1024)")
     parser.add_argument("--synthetic", action="store_true",
                         help="train on generated images of CIFAR's shape (no download)")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "train_cifar10"))
+    parser.add_argument("--out-dir", default=os.path.join("runs", "train_cifar10"),
+                        help="where the plot, checkpoint and metrics.json go")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
                         help="compile the training and evaluation steps with ndl.jit (the "
                         "default: the same numbers bit for bit, faster); --no-jit runs "
                         "them eagerly")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> Table:
+    """Train, save, reload-and-check; returns the per-epoch table."""
+    args = parse_args(argv)
 
     try:
         train_set, test_set = load_data(args)
@@ -149,14 +176,18 @@ def main(argv: list[str] | None = None) -> Table:
                           ("accuracy", ["train acc", "test acc"])],
                   os.path.join(args.out_dir, "cifar10.png"), f"ResNet9 on {source}")
     saved = checkpoint(model, os.path.join(args.out_dir, "resnet9.npz"))
-    restored = ResNet9(device=device)
-    restored.load_state_dict(ndl.load(saved))
-    _, restored_acc = run_epoch(test_loader, restored, None, "reloaded", False)
-    same = "identical" if restored_acc == test_acc else f"DIFFERENT: {restored_acc:.4f}"
-    print(f"checkpoint: {saved} (reloaded test accuracy {restored_acc:.4f}, {same})")
+    check = verify_checkpoint(saved, ResNet9(device=device),
+                              lambda m: run_epoch(test_loader, m, None, "reloaded", False)[1],
+                              test_acc)
     print(f"plot: {figure}" if figure else "plot: skipped (matplotlib is not installed)")
+    config = run_config(args, data_source=source, train_images=len(train_set),
+                        test_images=len(test_set), device=str(device),
+                        dtype=str(model.parameters()[0].dtype),
+                        parameters=model.num_parameters())
     write_metrics(os.path.join(args.out_dir, "metrics.json"), source=source,
-                  config=vars(args), checkpoint=saved, plot=figure, history=table.records())
+                  config=config, checkpoint=saved, checkpoint_check=check, plot=figure,
+                  test_acc=test_acc, history=table.records())
+    require_identical(check)
     return table
 
 

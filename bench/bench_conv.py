@@ -1,36 +1,38 @@
 """ResNet9 forward + backward on 32 CIFAR-sized images: needle vs PyTorch CPU.
 
-``python -m bench.bench_conv [--repeat N] [--batch B] [--threads T]`` builds the course's
-ResNet9 (``apps.models``) in needle and the same network in PyTorch with the weights copied
-across, checks that both give the same loss and gradients, then times one step (forward,
-softmax loss, backward) of each, alternating the two so that load on a shared machine hits
-both alike. It prints the median and best times and their ratio. PyTorch is optional
-(``pip install torch==2.13.0``); without it only needle is timed. Both use the same number of
-threads (numpy's BLAS through threadpoolctl when installed, PyTorch's intra-op pool).
+``python -m bench.bench_conv [--repeat N] [--batch B] [--threads T] [--out-dir DIR]`` builds the
+course's ResNet9 (``apps.models``) in needle and the same network in PyTorch with the weights
+copied across, checks that both give the same loss and gradients, then times one step
+(forward, softmax loss, backward) of each, alternating the two so that load on a shared
+machine hits both alike. It prints the median and best times and their ratio, and writes the
+same lines to ``DIR/bench_conv.md`` (default ``bench/out/``, untracked). PyTorch is optional
+(``pip install torch==2.13.0``); without it only needle is timed. Both use ``--threads``
+threads (default 1): numpy's BLAS through the environment, set before numpy is imported, and
+threadpoolctl; PyTorch through ``torch.set_num_threads``.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-from collections.abc import Callable
+import os
 
-import numpy as np
+if __name__ == "__main__":
+    from bench._threads import pin_from_argv
 
-import needle as ndl
-import needle.nn as nn
-from apps.models import ResNet9
+    pin_from_argv()
 
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
-def _limit_threads(threads: int) -> str:
-    """Pin numpy's BLAS to ``threads``; describe how it was done."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return "numpy BLAS threads: library default (threadpoolctl not installed)"
-    threadpool_limits(threads)
-    return f"numpy BLAS threads: {threads}"
+import numpy as np  # noqa: E402
+
+import needle as ndl  # noqa: E402
+import needle.nn as nn  # noqa: E402
+from apps.models import ResNet9  # noqa: E402
+from bench._threads import limit  # noqa: E402
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def needle_step(model: ResNet9, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
@@ -111,16 +113,24 @@ def _check(model: ResNet9, net, loss_needle: float, loss_torch: float) -> str:
     return f"loss {loss_needle:.5f} (torch {loss_torch:.5f}), first conv grad rel. err {err:.1e}"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_conv",
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--repeat", type=int, default=20, help="timed steps per framework")
     parser.add_argument("--batch", type=int, default=32, help="images per batch")
     # One thread by default: on a shared machine two-thread BLAS timings swing tenfold.
     parser.add_argument("--threads", type=int, default=1,
-                        help="threads for numpy's BLAS and for PyTorch (default 1)")
-    args = parser.parse_args(argv)
+                        help="threads for numpy's BLAS and for PyTorch")
+    parser.add_argument("--out-dir", default=OUT_DIR, help="where bench_conv.md is written")
+    return parser.parse_args(argv)
 
-    threads_note = _limit_threads(args.threads)
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+
+    threads_note = limit(args.threads)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (args.batch, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, args.batch)
@@ -145,21 +155,26 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             step()
             times[name].append(time.perf_counter() - t0)
-    print(f"ResNet9 forward + backward, batch {args.batch} x 3 x 32 x 32, float32, "
-          f"{args.repeat} steps each")
-    print(f"{threads_note}; torch threads: {args.threads if torch else '-'}")
-    print(check)
-    print("| framework | median ms | best ms |")
-    print("|---|---|---|")
+    lines = [f"ResNet9 forward + backward, batch {args.batch} x 3 x 32 x 32, float32, "
+             f"{args.repeat} steps each",
+             f"{threads_note}; torch threads: {args.threads if torch else '-'}",
+             check, "", "| framework | median ms | best ms |", "|---|---|---|"]
     result = {}
     for name, ts in times.items():
         result[name] = (statistics.median(ts) * 1e3, min(ts) * 1e3)
-        print(f"| {name} | {result[name][0]:.1f} | {result[name][1]:.1f} |")
+        lines.append(f"| {name} | {result[name][0]:.1f} | {result[name][1]:.1f} |")
     if "torch" in result:
         ratio = result["needle"][0] / result["torch"][0]
         best_ratio = result["needle"][1] / result["torch"][1]
         result["ratio"] = (ratio, best_ratio)
-        print(f"needle / torch: {ratio:.2f}x (median), {best_ratio:.2f}x (best)")
+        lines += ["", f"needle / torch: {ratio:.2f}x (median), {best_ratio:.2f}x (best)"]
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "bench_conv.md")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}")
     return result
 
 

@@ -1,25 +1,36 @@
 """Fused vs unfused matmul+layernorm and matmul+softmax: time and peak memory.
 
-``python -m bench.bench_fused [--repeat N] [--small]`` prints a markdown table. Each
-workload is a forward and backward pass (eager: ``backward()``; graph: one
+``python -m bench.bench_fused [--repeat N] [--small] [--threads T] [--out-dir DIR]`` prints
+a markdown table and writes it to ``DIR/bench_fused.md`` (default ``bench/out/``, untracked).
+Each workload is a forward and backward pass (eager: ``backward()``; graph: one
 ``Evaluator.run`` of the output and its gradients), float32. Time is the best of
 ``--repeat`` runs; peak memory is traced by ``tracemalloc`` (numpy reports its buffers to
-it) in a separate run, so tracing does not distort the timings. On a shared machine, pin BLAS
-to one thread (``OPENBLAS_NUM_THREADS=1``) for steadier timings.
+it) in a separate run, so tracing does not distort the timings. BLAS runs on ``--threads``
+threads (default 1: steadier timings on a shared machine), set before numpy is imported.
 """
 
 from __future__ import annotations
 
-import argparse
-import gc
-import time
-import tracemalloc
-from collections.abc import Callable
+import os
 
-import numpy as np
+if __name__ == "__main__":
+    from bench._threads import pin_from_argv
 
-import needle as ndl
-from needle import graph as ad
+    pin_from_argv()
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import needle as ndl  # noqa: E402
+from bench._threads import limit  # noqa: E402
+from needle import graph as ad  # noqa: E402
+
+OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def unfused_layernorm(a, b, normalized_shape, eps=1e-5):
@@ -94,11 +105,21 @@ def _peak_bytes(step: Callable[[], None]) -> int:
         tracemalloc.stop()
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs (best is kept)")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``) as a Namespace."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_fused",
+                                     description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs (best is kept)")
     parser.add_argument("--small", action="store_true", help="4x smaller sizes (quick check)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads")
+    parser.add_argument("--out-dir", default=OUT_DIR, help="where bench_fused.md is written")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    threads_note = limit(args.threads)
     rows = []
     for name, arrays, fused, unfused in _workloads(args.small):
         proj = np.random.default_rng(1).standard_normal(
@@ -111,14 +132,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 row[f"{label}_ms"] = 1e3 * _best_time(step, args.repeat)
                 row[f"{label}_mb"] = _peak_bytes(step) / 2**20
             rows.append(row)
-    print("| op | mode | shapes | unfused ms | fused ms | speed-up | unfused peak MB "
-          "| fused peak MB | memory saved |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"Fused vs unfused, forward + backward, float32, best of {args.repeat}; "
+             f"{threads_note}", "",
+             "| op | mode | shapes | unfused ms | fused ms | speed-up | unfused peak MB "
+             "| fused peak MB | memory saved |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        print(f"| {r['op']} | {r['mode']} | {r['shapes']} | {r['unfused_ms']:.1f} | "
-              f"{r['fused_ms']:.1f} | {r['unfused_ms'] / r['fused_ms']:.2f}x | "
-              f"{r['unfused_mb']:.1f} | {r['fused_mb']:.1f} | "
-              f"{1 - r['fused_mb'] / r['unfused_mb']:.0%} |")
+        lines.append(f"| {r['op']} | {r['mode']} | {r['shapes']} | {r['unfused_ms']:.1f} | "
+                     f"{r['fused_ms']:.1f} | {r['unfused_ms'] / r['fused_ms']:.2f}x | "
+                     f"{r['unfused_mb']:.1f} | {r['fused_mb']:.1f} | "
+                     f"{1 - r['fused_mb'] / r['unfused_mb']:.0%} |")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "bench_fused.md")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {path}")
     return rows
 
 

@@ -32,11 +32,16 @@ def cpu_model() -> str:
 
 def machine_lines(hello: dict, threads: int) -> list[str]:
     """The header: machine, versions, BLAS libraries and thread counts per framework."""
-    import psutil
+    try:
+        import psutil
 
+        cores = psutil.cpu_count(logical=False)
+        memory = f"{psutil.virtual_memory().total / 2**30:.0f} GiB"
+    except ImportError:  # a smoke run without the [bench] extras
+        cores, memory = "?", "memory unknown (psutil not installed)"
     lines = [
-        f"- machine: {cpu_model()}, {psutil.cpu_count(logical=False)} cores "
-        f"({os.cpu_count()} logical), {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+        f"- machine: {cpu_model()}, {cores} cores "
+        f"({os.cpu_count()} logical), {memory}; "
         f"load average at start {os.getloadavg()[0]:.2f} (the machine is shared)",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}",
         f"- BLAS threads: {threads} for every framework (threadpoolctl; torch.set_num_threads)",
@@ -176,9 +181,15 @@ def write_markdown(path: str, header: list[str], results: dict, frameworks: list
     return text
 
 
-def write_chart(path: str, results: dict, frameworks: list[str]) -> None:
-    """Horizontal bars of the medians with min–max whiskers, one panel per workload."""
-    import matplotlib
+def write_chart(path: str, results: dict, frameworks: list[str]) -> bool:
+    """Horizontal bars of the medians with min–max whiskers, one panel per workload.
+
+    Returns whether a chart was written (not without matplotlib or results).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -186,7 +197,7 @@ def write_chart(path: str, results: dict, frameworks: list[str]) -> None:
     stats = summarize(results)
     names = [n for n in WORKLOADS if any(k[0] == n for k in stats)]
     if not names:
-        return
+        return False
     fig, axes = plt.subplots(len(names), 1, figsize=(6.4, 1.25 + 1.1 * len(names)),
                              squeeze=False)
     for ax, name in zip(axes[:, 0], names):
@@ -207,3 +218,4 @@ def write_chart(path: str, results: dict, frameworks: list[str]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return True

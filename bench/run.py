@@ -1,9 +1,11 @@
-"""Run the benchmark suite: ``python -m bench.run [--quick] [--only W1,W3]`` (``make bench``).
+"""Run the benchmark suite: ``python -m bench.run [--quick] [--only W1,W3] [--save]``.
 
 Each framework runs in its own worker process (see ``bench.worker``); the runner checks every
 framework against numpy by hand, interleaves the timed repeats of all frameworks, and writes
-``bench/RESULTS.md`` and ``docs/bench.png``. A result that differs from the baseline, or a
-framework that fails, makes the run exit with status 1 after the report is written.
+``RESULTS.md`` and ``bench.png`` into ``--out-dir`` (default ``bench/out/``, untracked). Only
+``--save`` also rewrites the committed ``bench/RESULTS.md`` and ``docs/bench.png`` (what the
+README shows). A result that differs from the baseline, or a framework that fails, makes the
+run exit with status 1 after the report is written.
 
 ``--profile W1`` instead runs one workload in this process under cProfile (needle, backend
 from ``NEEDLE_BACKEND``) and prints the top functions by own time.
@@ -19,6 +21,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where every bench entry point writes unless told otherwise (in .gitignore).
+OUT_DIR = os.path.join(ROOT, "bench", "out")
+# The committed copies the README shows; written only with --save.
+SAVED_MARKDOWN = os.path.join(ROOT, "bench", "RESULTS.md")
+SAVED_CHART = os.path.join(ROOT, "docs", "bench.png")
 # Benchmark the checkout this file is in (needle in python/, apps/ at the root).
 for _path in (ROOT, os.path.join(ROOT, "python")):
     if _path not in sys.path:
@@ -168,13 +175,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="BLAS/OpenMP threads for every framework (default: all cores)")
     parser.add_argument("--pause", type=float, default=0.2,
                         help="seconds of idle time before each timed repeat (default 0.2)")
-    parser.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
-    parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "bench.png"))
+    parser.add_argument("--out-dir", default=OUT_DIR,
+                        help="where RESULTS.md and bench.png are written (default: bench/out)")
+    parser.add_argument("--save", action="store_true",
+                        help="also rewrite the committed bench/RESULTS.md and docs/bench.png")
     parser.add_argument("--profile", metavar="W", help="cProfile needle on one workload")
     parser.add_argument("--no-peak", action="store_true",
                         help="skip the peak-memory measurement (tracemalloc) of each workload")
     parser.add_argument("--worker", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def output_paths(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(markdown, chart) pairs to write: ``--out-dir``'s, and with ``--save`` the committed."""
+    paths = [(os.path.join(args.out_dir, "RESULTS.md"), os.path.join(args.out_dir, "bench.png"))]
+    if args.save:
+        paths.append((SAVED_MARKDOWN, SAVED_CHART))
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     mode = " --quick" if args.quick else ""
     only = f" --only {args.only}" if args.only else ""
+    if args.frameworks != ",".join(wl.FRAMEWORKS):
+        only += f" --frameworks {args.frameworks}"
     extra = ["", f"Command: `python -m bench.run{mode}{only}`, {elapsed:.0f} s in all; "
              f"load average at the end {os.getloadavg()[0]:.2f}."]
     header = report.machine_lines(hello, args.threads)
@@ -233,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                   "workload was built: data, parameters, optimizer state, jit buffers and the "
                   "step's temporaries; not PyTorch, whose memory tracemalloc cannot see):", "",
                   *peaks]
-    text = report.write_markdown(args.markdown, header, results, frameworks, extra)
-    report.write_chart(args.chart, results, frameworks)
+    for markdown, chart in output_paths(args):
+        os.makedirs(os.path.dirname(markdown), exist_ok=True)
+        text = report.write_markdown(markdown, header, results, frameworks, extra)
+        charted = report.write_chart(chart, results, frameworks)
+        log(f"wrote {markdown}" + (f" and {chart}" if charted else " (no chart)"))
     print(text)
-    log(f"wrote {args.markdown} and {args.chart}")
 
     failed = {k: r for k, r in results.items()
               if r.get("status") not in ("ok", "unavailable", "recursion")}

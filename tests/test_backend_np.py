@@ -32,3 +32,15 @@ def test_ops_pass_on_numpy_backend():
         "tests/test_ops.py or tests/test_ops_new.py failed with NEEDLE_BACKEND=np:\n"
         + result.stdout[-6000:] + result.stderr[-2000:]
     )
+
+
+def test_inplace_ops_pass_on_numpy_backend():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_inplace.py", "-q", "-p",
+         "no:cacheprovider", "-x"],
+        cwd=REPO, env=_env_for_np_backend(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, (
+        "tests/test_inplace.py failed with NEEDLE_BACKEND=np:\n" + result.stdout[-6000:]
+        + result.stderr[-2000:]
+    )

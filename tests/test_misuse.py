@@ -80,6 +80,51 @@ class _Empty(ndl.data.Dataset):
         raise IndexError(i)
 
 
+def _iadd_on_leaf():
+    w = T(3)
+    w += 1.0
+
+
+def _setitem_on_leaf():
+    w = T(2, 3)
+    w[0] = 1.0
+
+
+def _saved_tensor_modified():
+    x, w = T(3), T(3)
+    h = x * 1.0
+    y = h * w  # saves h for the gradient w.r.t. w
+    h.add_(1.0)
+    y.sum().backward()
+
+
+def _saved_output_modified():
+    y = ndl.exp(T(3))
+    y *= 2.0
+    y.sum().backward()
+
+
+def _stale_alias():
+    x, w = T(2, 3), T(2, 3)
+    h = x * 1.0
+    h.detach().add_(w)  # a detached alias: h's graph does not see the change
+    (h * 2.0).sum().backward()
+
+
+def _setitem_out_of_range():
+    h = T(2, 3) * 1.0
+    h[5] = 0.0
+
+
+def _setitem_value_shape():
+    h = T(2, 3) * 1.0
+    h[0] = T(4)
+
+
+def _inplace_on_placeholder():
+    ad.Variable("x").add_(1.0)
+
+
 def _graph_missing_feed():
     x, y = ad.Variable("x"), ad.Variable("y")
     ad.Evaluator([x * y]).run({x: np.ones(2)})
@@ -268,6 +313,26 @@ CASES = {
                               ("_Head: matmul", "(2, 4) and (3, 2)")),
     # scalars that are not scalars
     "array as scalar": (lambda: ndl.add_scalar(T(2), np.ones(3)), DTypeError, "scalar"),
+    # in-place ops
+    "inplace on leaf": (lambda: T(3).mul_(2.0), GraphError, "leaf tensor that requires grad"),
+    "inplace += on leaf": (_iadd_on_leaf, GraphError, "add_: a leaf tensor"),
+    "setitem on leaf": (_setitem_on_leaf, GraphError, "setitem: a leaf tensor"),
+    "inplace view of leaf": (lambda: T(2, 3).reshape((6,)).add_(1.0), GraphError,
+                             "shares its storage with a leaf"),
+    "inplace shape": (lambda: (T(3) * 1.0).add_(T(2, 3)), ShapeError,
+                      "cannot change a tensor's shape"),
+    "inplace int from float": (lambda: ndl.Tensor(np.array([1, 2]), requires_grad=False)
+                               .add_(0.5), DTypeError, "cannot be stored in place"),
+    "saved tensor modified": (_saved_tensor_modified, GraphError,
+                              "input 0 of EWiseMul was modified in place by add_"),
+    "saved output modified": (_saved_output_modified, GraphError,
+                              "the output of Exp was modified in place by mul_"),
+    "stale alias": (_stale_alias, GraphError, "shares its storage with a tensor that add_"),
+    "setitem out of range": (_setitem_out_of_range, IndexError, "(2, 3)"),
+    "setitem value shape": (_setitem_value_shape, ShapeError, "value of shape (4,)"),
+    "fill_ non-scalar": (lambda: (T(2) * 1.0).fill_(T(2)), ShapeError, "0-d tensor"),
+    "inplace on placeholder": (_inplace_on_placeholder, GraphError,
+                               "not supported on placeholders"),
     # graph mode
     "graph missing feed": (_graph_missing_feed, ValueError, "y"),
     "graph extra feed": (_graph_extra_feed, ValueError, "z"),
@@ -298,7 +363,7 @@ def test_catalogue_size_is_the_one_readme_quotes():
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_misuse(name):
     fn, err, fragment = CASES[name]
-    if name == "log of ints" and ndl.BACKEND == "nd":
+    if name in ("log of ints", "inplace int from float") and ndl.BACKEND == "nd":
         pytest.skip("the nd backend has no integer dtype; covered under NEEDLE_BACKEND=np")
     if name == "mixing devices" and ndl.BACKEND != "nd":
         pytest.skip("the numpy backend has a single device")

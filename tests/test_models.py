@@ -187,4 +187,4 @@ def test_train_ptb_app_synthetic(tmp_path):
     ppl = table.column("train ppl")
     assert ppl[1] < ppl[0] < 50
     model = LanguageModel(64, 50, 64, 1, "rnn", seq_len=20, device=DEV)
-    model.load_state_dict(ndl.load(tmp_path / "language_model.npz"))
+    model.load_state_dict(ndl.load(tmp_path / "ptb_rnn.npz"))

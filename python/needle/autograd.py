@@ -28,6 +28,9 @@ TENSOR_COUNTER = 0
 # [jit hook] needle.jit's recorder while some thread traces a call, else None. The engine
 # reports ops, new leaves, data writes and data reads to it; one global test when off.
 _TRACER: Any = None
+# In-place writes so far (needle.inplace): the clock that new Values remember in ``_epoch``;
+# while it is 0 the engine skips every in-place check.
+_INPLACE_WRITES = 0
 
 __all__ = [
     "LAZY_MODE", "TENSOR_COUNTER", "NDArray", "array_api", "Op", "TensorOp", "TensorTupleOp",
@@ -320,7 +323,9 @@ def _check_devices(op: Op, arrays: list) -> None:
 class Value:
     """A node in the computational graph: an op applied to inputs, or a leaf."""
 
-    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "__weakref__", "__dict__")
+    # _epoch and _view: in-place bookkeeping (needle.inplace), set only when needed.
+    __slots__ = ("op", "inputs", "cached_data", "requires_grad", "_epoch", "_view",
+                 "__weakref__", "__dict__")
     num_outputs = 1
     # Gradient hooks ({handle id: fn}) and retain_grad; class defaults keep op results lean.
     _grad_hooks: dict | None = None
@@ -371,6 +376,8 @@ class Value:
         self.requires_grad = requires_grad
         if _TRACER is not None:  # [jit hook] a leaf made inside a traced call
             _TRACER.leaf(self)
+        if _INPLACE_WRITES:
+            self._epoch = _INPLACE_WRITES
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
@@ -410,6 +417,8 @@ class Value:
             value.inputs = ()
             value.requires_grad = False
         value.cached_data = data
+        if _INPLACE_WRITES:
+            value._epoch = _INPLACE_WRITES
         if _ANOMALY_DEPTH:
             _anomaly_check_forward(op, inputs, value)
         if _TRACER is not None:  # [jit hook] record the op of a traced call
@@ -894,6 +903,74 @@ class Tensor(Value):
     def __getitem__(self, index: Any) -> Tensor:
         return needle_ops.get_item(self, index)
 
+    # -- in-place ops (needle.inplace): write into this tensor's storage -----------------------
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``x[index] = value`` in place, differentiable w.r.t. ``x`` and ``value``.
+
+        ``index`` is anything ``x[index]`` accepts (ints, slices, None, ``...``, integer or
+        boolean numpy arrays); ``value`` (a Tensor, array or scalar) is broadcast to the
+        selection and cast to ``x``'s dtype. Views sharing the storage see the change.
+
+        Raises
+        ------
+        GraphError
+            On a leaf that requires grad outside ``no_grad()``, or on a graph-mode
+            placeholder (in-place ops are not supported on placeholders).
+        """
+        _inplace.setitem(self, index, value)
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self += alpha * other`` in place (``other`` broadcasts to ``self``); returns self.
+
+        Like every in-place op: the result is cast to ``self``'s dtype and written into its
+        storage, so views see it; if a tensor saved for a gradient is overwritten this way,
+        ``backward()`` raises :class:`GraphError`. A leaf that requires grad may only be
+        modified inside ``no_grad()``; placeholders (graph mode) raise GraphError.
+        """
+        return _inplace.add_(self, other, alpha)
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        """``self -= alpha * other`` in place; returns self (see :meth:`add_`)."""
+        return _inplace.sub_(self, other, alpha)
+
+    def mul_(self, other: Any) -> Tensor:
+        """``self *= other`` in place; returns self (see :meth:`add_`)."""
+        return _inplace.mul_(self, other)
+
+    def div_(self, other: Any) -> Tensor:
+        """``self /= other`` in place; returns self (see :meth:`add_`)."""
+        return _inplace.div_(self, other)
+
+    def fill_(self, value: Any) -> Tensor:
+        """Set every element to ``value`` (a scalar or 0-d tensor) in place; returns self."""
+        return _inplace.fill_(self, value)
+
+    def zero_(self) -> Tensor:
+        """Set every element to 0 in place; returns self."""
+        return _inplace.zero_(self)
+
+    def copy_(self, src: Any) -> Tensor:
+        """Copy ``src`` (broadcast to ``self``'s shape, cast to its dtype) in place."""
+        return _inplace.copy_(self, src)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return _inplace.add_(self, other)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return _inplace.sub_(self, other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return _inplace.mul_(self, other)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return _inplace.div_(self, other)
+
+    @property
+    def _version(self) -> int:
+        """Number of in-place writes to this tensor's storage (shared by its views)."""
+        return _inplace.version(self)
+
     # Tensors are dict keys and compare by identity: __eq__/__hash__ stay the defaults.
     __hash__ = Value.__hash__
 
@@ -1024,6 +1101,9 @@ def find_topo_sort(node_list: Iterable[Value]) -> list[Value]:
     """
     visited: set = set()
     topo_order: list = []
+    if _INPLACE_WRITES:
+        node_list = list(node_list)
+        _inplace.resolve_graph(node_list)
     for node in node_list:
         topo_sort_dfs(node, visited, topo_order)
     return topo_order
@@ -1134,6 +1214,7 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     send it their partial adjoint (Kahn's algorithm): cheaper than a depth-first search
     and free of recursion.
     """
+    checked = _INPLACE_WRITES and _inplace.prepare(output)
     pending = _count_users(output)
     partials: dict = {output: [out_grad]}
     result: dict = {}
@@ -1158,6 +1239,8 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 # An element of a tuple: pass the gradient on as (index, grad) and build
                 # the tuple's adjoint once, instead of one mostly-zero tuple per element.
                 grads = (_TupleSlot(op.tuple_index, grad),)
+            elif checked:
+                grads = _inplace.checked_gradient(node, grad, _anomaly_gradient)
             elif _ANOMALY_DEPTH:
                 grads = _anomaly_gradient(node, grad)
             else:
@@ -1176,6 +1259,9 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
             pending[inp] -= 1
             if pending[inp] == 0:
                 ready.append(inp)
+    if _INPLACE_WRITES and any(pending.values()):
+        raise GraphError("backward: the graph has a cycle (in-place bookkeeping went wrong); "
+                         "please report this with the code that built the graph")
     return result
 
 
@@ -1217,6 +1303,8 @@ def queue_callback(fn: Callable[[], Any]) -> None:
     stack = _CALLBACKS.stack
     if not stack:
         raise GraphError("queue_callback: only valid inside backward() (e.g. from a hook)")
+    if _TRACER is not None:  # [jit hook] a callback is Python that a replay would not run
+        _TRACER.callback(fn)
     stack[-1].append(fn)
 
 
@@ -1232,7 +1320,18 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
     _CALLBACKS.stack.append(callbacks)
     try:
         grads = reverse_pass(output_tensor, out_grad)
+        regions: set = set()
         for node, grad in grads.items():
+            data = grad.cached_data
+            if data is not None and not isinstance(data, tuple):
+                arr = _array.as_numpy(data)
+                region = (arr.__array_interface__["data"][0], arr.shape, arr.strides)
+                if region in regions:
+                    # Two leaves got the same gradient array (e.g. from a + b): copy it, so
+                    # that an in-place op on one .grad does not change the other. Disjoint
+                    # views of one buffer (DDP's buckets) are left alone.
+                    grad = needle_ops.AddScalar(0)(grad)
+                regions.add(region)
             node.grad = grad
     finally:
         _CALLBACKS.stack.pop()
@@ -1240,4 +1339,5 @@ def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> No
         fn()
 
 
+from . import inplace as _inplace  # noqa: E402
 from . import ops as needle_ops  # noqa: E402  (ops need the classes above)

@@ -51,6 +51,11 @@ class DataLoader:
         Draw a fresh ``np.random.permutation`` at the start of each epoch (each ``iter``).
     device, dtype : optional
         Where and as what the batch Tensors are created (defaults as for ``Tensor``).
+    sampler : iterable of int, optional
+        Where the sample indices come from instead (e.g. a ``DistributedSampler``):
+        iterated afresh at each ``iter`` and cut into batches of ``batch_size``; it must
+        have a ``len()``. Not together with ``shuffle``, and it draws nothing from numpy's
+        global RNG unless it does so itself.
     """
 
     def __init__(
@@ -60,9 +65,16 @@ class DataLoader:
         shuffle: bool = False,
         device: Any = None,
         dtype: Any = None,
+        sampler: Any = None,
     ) -> None:
         self.dataset = dataset
         self.shuffle = shuffle
+        self.sampler = sampler
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive (the "
+                             "sampler decides the order, e.g. DistributedSampler(shuffle=True))")
+        if sampler is not None and not hasattr(sampler, "__len__"):
+            raise TypeError(f"DataLoader: the sampler {type(sampler).__name__} has no len()")
         self.batch_size = 1 if batch_size is None else int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
@@ -70,17 +82,21 @@ class DataLoader:
             raise ValueError(f"DataLoader: the dataset {type(dataset).__name__} is empty")
         self.device = device
         self.dtype = dtype
-        if not self.shuffle:
+        if not self.shuffle and sampler is None:
             self.ordering = self._split(np.arange(len(dataset)))
 
     def _split(self, indices: np.ndarray) -> list[np.ndarray]:
         return np.array_split(indices, range(self.batch_size, len(indices), self.batch_size))
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
+        return -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        if self.shuffle:
+        if self.sampler is not None:
+            indices = np.fromiter((int(i) for i in self.sampler), dtype=np.int64)
+            self.ordering = self._split(indices) if len(indices) else []
+        elif self.shuffle:
             self.ordering = self._split(np.random.permutation(len(self.dataset)))
         self._next = 0
         return self

@@ -235,6 +235,22 @@ class Recorder:
             "function eagerly with ndl.jit(fn, enabled=False)"
         )
 
+    def callback(self, fn: Any) -> None:
+        site, _ = user_site()
+        raise JitError(
+            f"ndl.jit({self.name}): a backward hook queued a callback "
+            f"({getattr(fn, '__qualname__', fn)!r}, e.g. DistributedDataParallel's gradient "
+            f"allreduce) near {site}; a replay would not run it. Run such a step eagerly "
+            "(ndl.jit(fn, enabled=False))")
+
+    def inplace(self, op: str) -> None:
+        site, line = user_site()
+        code = f" `{line}`" if line else ""
+        raise JitError(
+            f"ndl.jit({self.name}): at {site}:{code} the in-place op {op} writes into a "
+            "tensor's memory, which a replay would not repeat (jit replays ops that make new "
+            "values). Use the out-of-place form (x = x + y instead of x += y or x.add_(y))")
+
     def _producer(self, tensor: Any, kind: int, redo: Any) -> Slot:
         index = self.lookup(tensor.cached_data)
         if index is None:
@@ -300,6 +316,16 @@ class Dispatch:
         rec = self.recorders.get(threading.get_ident())
         if rec is not None:
             rec.host(tensor, make, owner, managed)
+
+    def callback(self, fn: Any) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.callback(fn)
+
+    def inplace(self, op: str) -> None:
+        rec = self.recorders.get(threading.get_ident())
+        if rec is not None:
+            rec.inplace(op)
 
 
 DISPATCH = Dispatch()

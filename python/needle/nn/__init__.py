@@ -5,3 +5,4 @@ from .nn_basic import Module, Parameter, _child_modules, _unpack_params  # noqa:
 from .nn_conv import *  # noqa: F403
 from .nn_sequence import *  # noqa: F403
 from .nn_transformer import *  # noqa: F403
+from . import parallel  # noqa: E402  (ndl.nn.parallel.DistributedDataParallel)

@@ -1,6 +1,7 @@
 """needle's ops: one small class per op plus its lowercase function."""
 
 from .ops_fused import MatMulLayerNorm, MatMulSoftmax, matmul_layernorm, matmul_softmax
+from .ops_inplace import LandedGetItem, SetItem, SetItemScalar, set_item
 from .ops_logarithmic import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
 from .ops_mathematic import *  # noqa: F403
 from .ops_mathematic import __all__ as _math_all
@@ -32,3 +33,4 @@ __all__ = list(_math_all) + [
 __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_softmax"]
 __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig_all)
 __all__ += ["OrderedMatMul", "ordered_matmul"]
+__all__ += ["LandedGetItem", "SetItem", "SetItemScalar", "set_item"]

@@ -712,7 +712,24 @@ def not_equal(a: Tensor, b: Any) -> Tensor:
 # Shape ops
 
 
-class Transpose(TensorOp):
+class _ViewOp(TensorOp):
+    """An op whose result may be a numpy view of its input's memory. A result that records
+    no graph, of a leaf, remembers what it views (``Value._view``), so that an in-place op
+    through it can rebase the leaf too (see ``needle.inplace``); a recorded result knows it
+    from its op. A view of a non-leaf made under no_grad keeps no link (it would keep the
+    base's graph alive): after a recorded write through such a view, a graph that uses the
+    base raises GraphError (PyTorch refuses the write itself)."""
+
+    def __call__(self, a: Tensor) -> Tensor:
+        out = Tensor.make_from_op(self, (a,))
+        if out.op is None and a.op is None:
+            data = out.cached_data
+            if data is not None and as_numpy(data).base is not None:
+                out._view = (a, self)
+        return out
+
+
+class Transpose(_ViewOp):
     """Swap two axes (the last two when ``axes`` is None), like ``numpy.swapaxes``."""
 
     def __init__(self, axes: tuple | None = None):
@@ -741,7 +758,7 @@ def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
     return Transpose(axes)(a)
 
 
-class Permute(TensorOp):
+class Permute(_ViewOp):
     """Reorder all axes: output axis i is input axis ``axes[i]``; None reverses them."""
 
     def __init__(self, axes: tuple | None):
@@ -770,7 +787,7 @@ def permute(a: Tensor, axes: tuple) -> Tensor:
     return Permute(axes)(a)
 
 
-class Reshape(TensorOp):
+class Reshape(_ViewOp):
     def __init__(self, shape: tuple):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
@@ -811,7 +828,7 @@ def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
     return BroadcastTo(shape)(a)
 
 
-class GetItem(TensorOp):
+class GetItem(_ViewOp):
     """Basic and integer-array indexing (numpy rules); the gradient scatters back."""
 
     def __init__(self, index: Any):
@@ -831,7 +848,8 @@ class GetItem(TensorOp):
 
 def _normalize_index(index: Any) -> Any:
     if isinstance(index, Tensor):
-        return index.numpy().astype(numpy.int64)
+        arr = index.numpy()
+        return arr if arr.dtype == numpy.bool_ else arr.astype(numpy.int64)
     if isinstance(index, list):
         return numpy.asarray(index)
     if isinstance(index, tuple):

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: install test test-oracle demo demo-distributed bench lint clean
+.PHONY: install test test-oracle demo demo-distributed bench docs lint clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ $(VENV)/.installed-apps: $(VENV)/.installed-test
 
 $(VENV)/.installed-oracle: $(VENV)/.installed-test
 	$(PIP) install 'torch==2.13.0'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed-test
+	$(PIP) install -e '.[docs]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-apps
@@ -52,9 +56,13 @@ BENCH_ARGS ?=
 bench: $(VENV)/.installed-bench
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+# HTML API reference (pdoc) and the guide into docs/_build/; fails on a missing docstring.
+docs: $(VENV)/.installed-docs
+	$(PY) docs/build.py
+
 lint:
 	$(PIP) install ruff
 	$(PY) -m ruff check python tests apps bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info python/*.egg-info
+	rm -rf $(VENV) build *.egg-info python/*.egg-info docs/_build

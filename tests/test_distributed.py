@@ -9,6 +9,7 @@ are made here. The sampler and the argument checks need no MPI and run in this p
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import json
 import os
@@ -178,13 +179,90 @@ def test_collectives(tmp_path, backend):
 # 4. Faults: nothing hangs
 
 
+# What each run of faults.py must print (on stderr, with mpiexec's): rank 0 waits in a
+# collective that rank 1 never joins, and the job must end with a message saying why.
+_LEFT = ("rank 1 left the process group ({how}) after 3 collective calls, so it will never "
+         "join call #4, which rank 0 of 2 is making")
+_TIMED_OUT = ("rank 0 of 2 waited more than the process group's timeout of 2 s for the other "
+              "ranks")
+_FAULTS = {
+    "raise": ["RuntimeError: rank 1 fails on purpose",
+              "rank 1 of 2 raised RuntimeError; calling MPI_Abort to end every rank"],
+    "raise-before-init": [
+        "FileNotFoundError: rank 1 fails before init_process_group on purpose",
+        "rank 1 of 2 raised FileNotFoundError before init_process_group; stopping this "
+        "process with SIGTERM so that mpiexec ends every rank"],
+    # faulthandler's stack dump: the frames name what was waited for
+    "exit-before-init": ["Timeout (0:00:02)!",
+                         "in _mpi_init_waits_for_every_rank_to_call_init_process_group",
+                         "in init_process_group"],
+    "exit": ["DistributedError: all_reduce: " + _LEFT.format(how="its process exited"),
+             "Stack of rank 0's main thread, waiting in all_reduce:",
+             'faults.py", line', "rank 0 of 2 cannot complete a collective; calling MPI_Abort"],
+    "return": ["DistributedError: all_reduce: " + _LEFT.format(how="its process exited")],
+    "destroy": ["DistributedError: all_reduce: "
+                + _LEFT.format(how="it called destroy_process_group()")],
+    "kill": ["Killed (signal 9)"],  # MPICH's mpiexec itself ends the job
+    "skip": ["DistributedError: all_reduce: " + _TIMED_OUT,
+             "init_process_group(timeout=...) or NEEDLE_DIST_TIMEOUT",
+             "rank 0 of 2 cannot complete a collective; calling MPI_Abort"],
+    "late-call": ["caught: all_reduce: " + _LEFT.format(how="its process exited"),
+                  "rank 0 of 2 exits after the process group failed (all_reduce: rank 1 left",
+                  "calling MPI_Abort to end every rank"],
+    "ddp-exit": ["DistributedError: DistributedDataParallel: rank 1 left the process group "
+                 "(its process exited)", "in end_pass"],
+    "ddp-skip": ["DistributedError: DistributedDataParallel: " + _TIMED_OUT, "in end_pass"],
+}
+
+
+@pytest.fixture(scope="module")
+def fault_runs():
+    """Every run of faults.py at once (most of their time is waiting): mode -> (status,
+    output, seconds, hung)."""
+    if _MISSING:
+        pytest.skip(needs_mpi.kwargs["reason"])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    procs = {}
+    for mode in [*_FAULTS, "uneven-end"]:
+        mode_env = dict(env, NEEDLE_DIST_TIMEOUT="2") if mode == "exit-before-init" else env
+        procs[mode] = (time.perf_counter(), subprocess.Popen(
+            [str(MPIEXEC), "-n", "2", sys.executable, str(SCRIPTS / "faults.py"), mode],
+            cwd=ROOT, env=mode_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    results = {}
+    deadline = time.perf_counter() + 60
+    for mode, (started, proc) in procs.items():
+        hung = False
+        try:
+            out, _ = proc.communicate(timeout=max(1.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            hung = True
+        results[mode] = (proc.returncode, out, time.perf_counter() - started, hung)
+    return results
+
+
 @needs_mpi
-def test_a_rank_that_raises_ends_every_rank_quickly():
-    code, out, err, seconds = mpirun([str(SCRIPTS / "faults.py"), "raise"], timeout=60)
-    assert code != 0
-    assert seconds < 30
-    assert "Traceback" in err and "RuntimeError: rank 1 fails on purpose" in err
-    assert "rank 1 of 2 raised RuntimeError; calling MPI_Abort" in err
+@pytest.mark.parametrize("mode", list(_FAULTS))
+def test_a_fault_on_one_rank_ends_the_job_quickly_saying_why(fault_runs, mode):
+    code, out, seconds, hung = fault_runs[mode]
+    assert not hung, f"still running after 60 s:\n{out}"
+    assert code != 0, out
+    assert seconds < 30, (seconds, out)
+    for expected in _FAULTS[mode]:
+        assert expected in out, (expected, out)
+    if mode in ("raise", "raise-before-init"):
+        assert "Traceback (most recent call last)" in out
+    if "skip" in mode or mode == "exit-before-init":
+        assert seconds > 2  # the timeout, not something else, ended it
+
+
+@needs_mpi
+def test_ranks_that_end_at_different_times_are_no_fault(fault_runs):
+    code, out, _, hung = fault_runs["uneven-end"]
+    assert not hung and code == 0, out
+    assert out == ""
 
 
 @needs_mpi
@@ -351,7 +429,7 @@ def test_data_loader_without_sampler_draws_as_before():
 def no_mpi(monkeypatch):
     """A process group of one through the stand-in for a missing mpi4py."""
     monkeypatch.setattr(dist, "_load_mpi", lambda: None)
-    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "NEEDLE_DIST_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     yield
     if dist.is_initialized():
@@ -383,6 +461,38 @@ def test_process_group_lifecycle_errors(no_mpi):
     with pytest.raises(ndl.ShapeError, match=r"tensor_list\[0\] has shape \(2,\)"):
         dist.all_gather([ndl.Tensor([1.0, 2.0])], ndl.Tensor([1.0]))
     dist.destroy_process_group()
+    assert not dist.is_initialized()
+
+
+def test_the_timeout_comes_from_the_argument_or_the_environment(no_mpi, monkeypatch):
+    def timeout_after_init(**kwargs):
+        dist.init_process_group(**kwargs)
+        try:
+            return dist._WORLD.timeout
+        finally:
+            dist.destroy_process_group()
+
+    assert timeout_after_init() == 300.0
+    assert timeout_after_init(timeout=2.5) == 2.5
+    assert timeout_after_init(timeout=datetime.timedelta(minutes=2)) == 120.0
+    assert timeout_after_init(timeout=float("inf")) == float("inf")
+    monkeypatch.setenv("NEEDLE_DIST_TIMEOUT", "7")
+    assert timeout_after_init() == 7.0
+    assert timeout_after_init(timeout=3) == 3.0  # the argument wins
+    for bad, message in [("soon", "NEEDLE_DIST_TIMEOUT='soon' must be a positive number"),
+                         ("-1", "NEEDLE_DIST_TIMEOUT='-1' must be a positive number"),
+                         ("nan", "NEEDLE_DIST_TIMEOUT='nan' must be a positive number")]:
+        monkeypatch.setenv("NEEDLE_DIST_TIMEOUT", bad)
+        with pytest.raises(dist.DistributedError, match=message):
+            dist.init_process_group()
+    monkeypatch.delenv("NEEDLE_DIST_TIMEOUT")
+    for bad, message in [(0, "timeout=0 must be a positive number of seconds"),
+                         (datetime.timedelta(0), r"timeout=datetime.timedelta\(0\) must be"),
+                         ("10", "timeout must be a datetime.timedelta or a number of seconds, "
+                                "got str"),
+                         (True, "got bool")]:
+        with pytest.raises(dist.DistributedError, match=message):
+            dist.init_process_group(timeout=bad)
     assert not dist.is_initialized()
 
 

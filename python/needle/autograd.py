@@ -8,6 +8,7 @@ Nothing here recurses over the graph, so chains of 100,000 ops work.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import sys
 import threading
@@ -17,6 +18,8 @@ from typing import Any
 import numpy
 
 from . import _array
+from ._dtype import scalar as _scalar_operand
+from ._fp import call_quietly, quiet_compute, run_quietly
 from .backend_selection import BACKEND, Device, NDArray, array_api, cpu, default_device
 from .errors import DeviceError, DTypeError, GraphError, ShapeError, device_unavailable
 from .hooks import RemovableHandle, add_hook
@@ -279,6 +282,7 @@ class Op:
 
     @property
     def name(self) -> str:
+        """The op's class name, e.g. ``EWiseAdd`` (shown in errors and pictures)."""
         return type(self).__name__
 
     def __repr__(self) -> str:
@@ -345,10 +349,11 @@ class Value:
                 raise GraphError(
                     "a placeholder has no value: feed it through graph.Evaluator.run(...)"
                 )
-            node.cached_data = node.op.compute(*[x.cached_data for x in node.inputs])
+            node.cached_data = call_quietly(node.op.compute, *[x.cached_data for x in node.inputs])
         return self.cached_data
 
     def is_leaf(self) -> bool:
+        """Whether this node was created directly (no op), not computed from inputs."""
         return self.op is None
 
     def __del__(self) -> None:
@@ -381,6 +386,7 @@ class Value:
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
+        """A leaf holding ``data`` (a backend array), with no op and no inputs."""
         value = cls.__new__(cls)
         value._init(None, (), cached_data=data, requires_grad=requires_grad)
         return value
@@ -403,7 +409,11 @@ class Value:
                 requires_grad = True
         if _CHECK_DEVICES and len(arrays) > 1:
             _check_devices(op, arrays)
-        data = op.compute(*arrays)
+        # numpy's FP warnings off (needle._fp); the except costs nothing until it is taken.
+        try:
+            data = run_quietly(op.compute, *arrays)
+        except RuntimeError as e:
+            data = quiet_compute(e, op.compute, *arrays)
         # This is the hot path of every op: set the fields directly instead of _init.
         global TENSOR_COUNTER
         TENSOR_COUNTER += 1
@@ -455,6 +465,7 @@ class TensorTuple(Value):
         return iter(self.tuple())
 
     def tuple(self) -> tuple:
+        """The elements as a Python tuple of Tensors (each a ``TupleGetItem`` node)."""
         return tuple(self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
@@ -587,16 +598,18 @@ class Tensor(Value):
     def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
         if BACKEND == "nd" and isinstance(numpy_array, NDArray):
             numpy_array = numpy_array.numpy()
+        # Casting (float64 1e300 to float32) overflows to Inf quietly, as in the ops.
         if array_api is numpy:
             data = _to_numpy_input(numpy_array)
             if dtype is not None:
                 _check_float_dtype(dtype, "Tensor")
-            return numpy.array(data, dtype=dtype)
+            return call_quietly(numpy.array, data, dtype)
         data = _to_numpy_input(numpy_array)
-        return array_api.array(data, device=device, dtype=dtype)
+        return call_quietly(functools.partial(array_api.array, device=device, dtype=dtype), data)
 
     @staticmethod
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
+        """A leaf Tensor holding ``data`` (a backend array or a Tensor's data)."""
         tensor = Tensor.__new__(Tensor)
         if isinstance(data, Tensor):
             if _TRACER is not None:  # [jit hook] the new leaf aliases data's storage
@@ -687,14 +700,17 @@ class Tensor(Value):
 
     @property
     def shape(self) -> tuple:
+        """The shape as a tuple of ints (computes a lazy tensor)."""
         return tuple(self.realize_cached_data().shape)
 
     @property
     def dtype(self) -> Any:
+        """The data's dtype, e.g. ``float32``."""
         return self.realize_cached_data().dtype
 
     @property
     def device(self) -> Any:
+        """The device the data lives on, e.g. ``cpu()``."""
         data = self.realize_cached_data()
         if array_api is numpy:
             return cpu()
@@ -702,10 +718,12 @@ class Tensor(Value):
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return len(self.shape)
 
     @property
     def size(self) -> int:
+        """The number of elements."""
         return int(numpy.prod(self.shape))
 
     def __len__(self) -> int:
@@ -812,15 +830,24 @@ class Tensor(Value):
     # -- operators ------------------------------------------------------------------------------
 
     def _as_operand(self, other: Any) -> Any:
-        """Tensors pass through, numbers stay scalars, arrays become constant tensors."""
+        """Tensors pass through; Python and numpy scalars and 0-d arrays become Python
+        numbers (a scalar keeps the tensor's dtype); other arrays become constant tensors
+        of the tensor's dtype, except that a float array meeting an integer or bool tensor
+        stays float (its values are not truncated)."""
+        cls = other.__class__
+        if cls is float or cls is int:
+            return other
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (int, float, bool, numpy.generic)):
-            return other
+        if isinstance(other, (int, float, numpy.generic)):
+            return _scalar_operand(other, "operand")
         arr = numpy.asarray(other)
         if arr.ndim == 0:
-            return arr.item()
-        return Tensor(arr, device=self.device, dtype=self.dtype, requires_grad=False)
+            return _scalar_operand(arr, "operand")
+        dtype = self.dtype
+        if arr.dtype.kind == "f" and numpy.dtype(dtype).kind != "f":
+            dtype = arr.dtype
+        return Tensor(arr, device=self.device, dtype=dtype, requires_grad=False)
 
     def __add__(self, other: Any) -> Tensor:
         other = self._as_operand(other)
@@ -845,8 +872,13 @@ class Tensor(Value):
         return needle_ops.PowerScalar(other)(self)
 
     def __rpow__(self, other: Any) -> Tensor:
-        base = Tensor(numpy.asarray(other), device=self.device, dtype=self.dtype,
-                      requires_grad=False)
+        base = self._as_operand(other)
+        if not isinstance(base, Tensor):
+            # A scalar base keeps the tensor's dtype (a float base of an integer tensor
+            # gives numpy's float64, as ``int_tensor * 0.5`` does).
+            kind_ok = numpy.dtype(self.dtype).kind == "f" or isinstance(base, int)
+            base = Tensor(numpy.asarray(base), device=self.device,
+                          dtype=self.dtype if kind_ok else numpy.float64, requires_grad=False)
         return needle_ops.EWisePow()(base, self)
 
     def __sub__(self, other: Any) -> Tensor:
@@ -880,6 +912,7 @@ class Tensor(Value):
         return needle_ops.MatMul()(self._as_operand(other), self)
 
     def matmul(self, other: Tensor) -> Tensor:
+        """Matrix product ``self @ other``."""
         return needle_ops.MatMul()(self, other)
 
     def __neg__(self) -> Tensor:
@@ -980,10 +1013,12 @@ class Tensor(Value):
 
     def sum(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Sum over ``axes`` (None: all); see :func:`needle.ops.summation`."""
         return needle_ops.summation(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def mean(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
              keepdim: bool | None = None) -> Tensor:
+        """Mean over ``axes`` (None: all); see :func:`needle.ops.mean`."""
         return needle_ops.mean(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def max(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
@@ -993,12 +1028,15 @@ class Tensor(Value):
 
     def logsumexp(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
                   keepdim: bool | None = None) -> Tensor:
+        """Log-sum-exp over ``axes``; see :func:`needle.ops.logsumexp`."""
         return needle_ops.logsumexp(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Softmax along ``axis`` (or ``dim``)."""
         return needle_ops.softmax(self, axis, dim=dim)
 
     def logsoftmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
+        """Log-softmax along ``axis`` (or ``dim``)."""
         return needle_ops.logsoftmax(self, axis, dim=dim)
 
     @property
@@ -1012,80 +1050,101 @@ class Tensor(Value):
         return needle_ops.Transpose(None)(self)
 
     def broadcast_to(self, shape: tuple) -> Tensor:
+        """Broadcast to ``shape`` (numpy rules)."""
         return needle_ops.BroadcastTo(shape)(self)
 
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape: ``x.reshape((2, 3))`` or ``x.reshape(2, 3)``."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return needle_ops.Reshape(shape)(self)
 
     def transpose(self, axes: tuple | None = None) -> Tensor:
+        """Swap two axes (the last two when ``axes`` is None)."""
         return needle_ops.Transpose(axes)(self)
 
     def permute(self, *axes: Any) -> Tensor:
+        """Reorder the axes: ``x.permute(2, 0, 1)`` or ``x.permute((2, 0, 1))``."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
         return needle_ops.permute(self, axes)
 
     def exp(self) -> Tensor:
+        """Element-wise ``exp``."""
         return needle_ops.exp(self)
 
     def log(self) -> Tensor:
+        """Element-wise natural logarithm."""
         return needle_ops.log(self)
 
     def relu(self) -> Tensor:
+        """Element-wise ``max(x, 0)``."""
         return needle_ops.relu(self)
 
     def tanh(self) -> Tensor:
+        """Element-wise hyperbolic tangent."""
         return needle_ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        """Element-wise logistic function."""
         return needle_ops.sigmoid(self)
 
     def sqrt(self) -> Tensor:
+        """Element-wise square root."""
         return needle_ops.sqrt(self)
 
     # -- methods of the ops in ops_select, ops_reduce, ops_shape, ops_trig ---------------------
 
     def sin(self) -> Tensor:
+        """Element-wise sine."""
         return needle_ops.sin(self)
 
     def cos(self) -> Tensor:
+        """Element-wise cosine."""
         return needle_ops.cos(self)
 
     def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]`` (either bound may be None): :func:`ops.clamp`."""
         return needle_ops.clamp(self, min, max)
 
     clip = clamp
 
     def min(self, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
             keepdim: bool | None = None) -> Tensor:
+        """Minimum over ``axes`` (None: all); ties share the gradient, as in ``max``."""
         return needle_ops.min(self, axes, keepdims, dim=dim, keepdim=keepdim)
 
     def var(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Variance over ``axes`` with PyTorch's ``correction`` (1: the unbiased estimate)."""
         return needle_ops.var(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def std(self, axes: Any = None, correction: float = 1, keepdims: bool = False, *,
             dim: Any = None, keepdim: bool | None = None) -> Tensor:
+        """Standard deviation over ``axes``: the square root of :meth:`var`."""
         return needle_ops.std(self, axes, correction, keepdims, dim=dim, keepdim=keepdim)
 
     def argmax(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the maximum along ``axis`` (None: of the flattened tensor); no gradient."""
         return needle_ops.argmax(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def argmin(self, axis: int | None = None, keepdims: bool = False, *,
                dim: int | None = None, keepdim: bool | None = None) -> Tensor:
+        """Index of the minimum along ``axis`` (None: of the flattened tensor); no gradient."""
         return needle_ops.argmin(self, axis, keepdims, dim=dim, keepdim=keepdim)
 
     def squeeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Drop size-1 axes (``axis`` None: all of them)."""
         return needle_ops.squeeze(self, axis, dim=dim)
 
     def unsqueeze(self, axis: Any = None, *, dim: Any = None) -> Tensor:
+        """Insert a size-1 axis at ``axis``."""
         return needle_ops.unsqueeze(self, axis, dim=dim)
 
     def gather(self, axis: int | None = None, index: Any = None, *,
                dim: int | None = None) -> Tensor:
+        """Pick values along ``axis`` at ``index``, as PyTorch's ``gather`` does."""
         return needle_ops.gather(self, axis, index, dim=dim)
 
 
@@ -1204,6 +1263,31 @@ def _count_users(output: Value) -> dict:
     return pending
 
 
+# An array's numpy dtype, read in C (NDArray.dtype is a Python property).
+_dtype_of = operator.attrgetter("_np.dtype" if BACKEND == "nd" else "dtype")
+
+
+def _in_dtype_of(grad: Value, inp: Value) -> Value:
+    """``grad`` as a gradient of ``inp``: cast to ``inp``'s dtype when that is a float dtype.
+
+    With both computed this is decided now (no node when the dtypes agree); in graph and
+    lazy mode a ``CastLike`` node decides when it is computed. Tuples are cast element by
+    element, where their elements reach the tensors they were made of; an integer or bool
+    input keeps its gradient's (float) dtype.
+    """
+    gd, xd = grad.cached_data, inp.cached_data
+    if gd is None or xd is None:
+        if isinstance(inp, TensorTuple) or isinstance(grad, TensorTuple):
+            return grad
+        return needle_ops.CastLike()(grad, inp)
+    if gd.__class__ is tuple or xd.__class__ is tuple:
+        return grad
+    target = _dtype_of(xd)
+    if target.kind != "f" or _dtype_of(gd) == target:
+        return grad
+    return needle_ops.CastLike()(grad, inp)
+
+
 def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | None = None) -> dict:
     """Propagate ``out_grad`` from ``output``; return the adjoints of the ``wanted`` nodes.
 
@@ -1212,7 +1296,8 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
     return None for an input that needs no gradient. Nodes are processed in a reverse
     topological order found by counting, for each node, the users that still have to
     send it their partial adjoint (Kahn's algorithm): cheaper than a depth-first search
-    and free of recursion.
+    and free of recursion. Every partial adjoint is brought to its input's dtype here,
+    for every op (the dtype rule, ``needle._dtype``).
     """
     checked = _INPLACE_WRITES and _inplace.prepare(output)
     pending = _count_users(output)
@@ -1252,6 +1337,13 @@ def reverse_pass(output: Value, out_grad: Value, wanted: Collection[Value] | Non
                 continue
             g = grads[i] if grads else None
             if g is not None:
+                if g.__class__ is not _TupleSlot:
+                    # The dtype rule: each input's gradient in that input's dtype (see
+                    # _in_dtype_of); the fast path is two C attribute reads.
+                    gd, xd = g.cached_data, inp.cached_data
+                    if gd is None or xd is None or (
+                            gd.__class__ is not tuple and _dtype_of(gd) is not _dtype_of(xd)):
+                        g = _in_dtype_of(g, inp)
                 if inp in partials:
                     partials[inp].append(g)
                 else:
@@ -1308,18 +1400,41 @@ def queue_callback(fn: Callable[[], Any]) -> None:
     stack[-1].append(fn)
 
 
+class _BackwardRecord(threading.local):
+    # A callable(output, adjoints) set by ``needle.viz.record_backward()``; None: off.
+    sink = None
+
+
+_BACKWARD_RECORD = _BackwardRecord()
+
+
+class _EveryNode:
+    """A ``wanted`` collection for :func:`reverse_pass` that holds every node."""
+
+    def __contains__(self, node: object) -> bool:
+        return True
+
+
 def compute_gradient_of_variables(output_tensor: Tensor, out_grad: Tensor) -> None:
     """Set ``.grad`` of every leaf under ``output_tensor`` that requires grad.
 
     ``.grad`` is assigned (not accumulated): each backward pass sets its own total.
-    Callbacks queued by hooks (``queue_callback``) run afterwards, in order.
+    Callbacks queued by hooks (``queue_callback``) run afterwards, in order. Inside
+    ``needle.viz.record_backward()`` the adjoint of every node is also handed to the
+    recorder (one thread-local lookup per call when off, nothing per node).
     """
     if _CALLBACKS.stack is None:
         _CALLBACKS.stack = []
     callbacks: list = []
     _CALLBACKS.stack.append(callbacks)
     try:
-        grads = reverse_pass(output_tensor, out_grad)
+        sink = _BACKWARD_RECORD.sink
+        if sink is None:
+            grads = reverse_pass(output_tensor, out_grad)
+        else:
+            adjoints = reverse_pass(output_tensor, out_grad, _EveryNode())
+            sink(output_tensor, adjoints)
+            grads = {node: grad for node, grad in adjoints.items() if node.op is None}
         regions: set = set()
         for node, grad in grads.items():
             data = grad.cached_data

@@ -28,31 +28,39 @@ class CPUDevice(Device):
         return isinstance(other, CPUDevice)
 
     def enabled(self) -> bool:
+        """Always True: numpy is always there."""
         return True
 
     def zeros(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
+        """A numpy array of zeros of ``shape``."""
         return numpy.zeros(shape, dtype=dtype)
 
     def ones(self, *shape: int, dtype: Any = "float32") -> numpy.ndarray:
+        """A numpy array of ones of ``shape``."""
         return numpy.ones(shape, dtype=dtype)
 
     def randn(self, *shape: int) -> numpy.ndarray:
+        """Standard normal samples of ``shape`` (one draw from numpy's global RNG)."""
         # One draw from the global RNG for the whole shape: golden values depend on it.
         return numpy.random.randn(*shape)
 
     def rand(self, *shape: int) -> numpy.ndarray:
+        """Uniform [0, 1) samples of ``shape`` (one draw from numpy's global RNG)."""
         return numpy.random.rand(*shape)
 
     def one_hot(self, n: int, i: Any, dtype: Any = "float32") -> numpy.ndarray:
+        """One-hot vectors of length ``n`` for the integer labels ``i``: ``i.shape + (n,)``."""
         ids = numpy.asarray(i, dtype=numpy.int64)
         out = numpy.zeros(ids.shape + (n,), dtype=dtype)
         numpy.put_along_axis(out, ids[..., None], 1, axis=-1)
         return out
 
     def empty(self, shape: tuple, dtype: Any = "float32") -> numpy.ndarray:
+        """An uninitialised numpy array of ``shape``."""
         return numpy.empty(shape, dtype=dtype)
 
     def full(self, shape: tuple, fill_value: float, dtype: Any = "float32") -> numpy.ndarray:
+        """A numpy array of ``shape`` filled with ``fill_value``."""
         return numpy.full(shape, fill_value, dtype=dtype)
 
 
@@ -95,6 +103,7 @@ def cuda() -> Device:
 
 
 def default_device() -> CPUDevice:
+    """The device new tensors use: ``cpu()``."""
     return cpu()
 
 

@@ -27,6 +27,7 @@ import numpy
 
 from . import ops
 from ._array import as_numpy, from_numpy
+from ._fp import call_quietly
 from .autograd import Tensor, Value, _check_device, enable_grad, find_topo_sort, reverse_pass
 from .backend_selection import default_device
 from .errors import NeedleError
@@ -105,6 +106,8 @@ _FORMATS: dict[type, Callable[[Value, list], str]] = {
     # Un-broadcasting only undoes numpy broadcasting; showing it would bury the math.
     ops.SumLike: lambda node, n: n[0] if node.op.axes is None else f"sum({n[0]}{_axes(node.op)})",
     ops.BroadcastLike: lambda node, n: f"expand_as({n[0]}, {n[1]})",
+    # The engine's gradient cast (a no-op unless the feeds mix dtypes) is not math either.
+    ops.CastLike: lambda node, n: n[0],
     ops.ZerosLike: lambda node, n: f"zeros_like({n[0]})",
     ops.OnesLike: lambda node, n: f"ones_like({n[0]})",
     ops.BroadcastTo: lambda node, n: f"broadcast({n[0]}, {node.op.shape})",
@@ -321,7 +324,7 @@ class Evaluator:
                 values[node] = node.cached_data
             else:
                 try:
-                    values[node] = node.op.compute(*[values[x] for x in node.inputs])
+                    values[node] = call_quietly(node.op.compute, *[values[x] for x in node.inputs])
                 except NeedleError as e:
                     raise type(e)(f"{e} [in graph node {node_name(node)!r}]") from e
         if self.compile:

@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import autograd
 from .._array import as_numpy
+from .._fp import call_quietly
 from ..autograd import Tensor, TensorTuple
 from ..backend_selection import BACKEND
 from ..errors import JitError
@@ -177,7 +178,7 @@ class Trace:
                 E[slot] = raw_of(make().cached_data)
             for target in self.clear:
                 (tensors[target[1]] if target[0] == "arg" else target[1]).grad = None
-            c.run(E)
+            call_quietly(c.run, E)  # numpy's FP warnings off, as in eager ops (needle._fp)
             made: dict = {}
             for write in self.writes:
                 _apply(write, E, canon, tensors, made, c.copy_out)

@@ -438,10 +438,11 @@ def compile_program(slots: list[Slot], entries: list[tuple], roots: list[int],
     """Passes 1-6: a checked schedule that reproduces the traced call bit for bit."""
     fill = {s.index: s.value for s in slots if s.kind != OP and s.kind != CONST}
     forced: set = set()
+    from .._fp import call_quietly
     everything = set(range(len(entries)))
     for _ in range(8):
-        c = plan(slots, entries, roots, nd, forced, effects)
-        bad = check(c, slots, fill)
+        c = call_quietly(plan, slots, entries, roots, nd, forced, effects)
+        bad = call_quietly(check, c, slots, fill)
         if bad is None:
             return c
         if bad in forced:

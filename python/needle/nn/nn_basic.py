@@ -212,6 +212,7 @@ class Module:
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the module's output; subclasses define it, ``module(x)`` calls it."""
         raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

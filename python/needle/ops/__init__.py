@@ -1,5 +1,6 @@
 """needle's ops: one small class per op plus its lowercase function."""
 
+from .ops_dtype import CastLike, cast_like
 from .ops_fused import MatMulLayerNorm, MatMulSoftmax, matmul_layernorm, matmul_softmax
 from .ops_inplace import LandedGetItem, SetItem, SetItemScalar, set_item
 from .ops_logarithmic import LogSoftmax, LogSumExp, Softmax, logsoftmax, logsumexp, softmax
@@ -34,3 +35,4 @@ __all__ += ["MatMulLayerNorm", "MatMulSoftmax", "matmul_layernorm", "matmul_soft
 __all__ += list(_reduce_all) + list(_select_all) + list(_shape_all) + list(_trig_all)
 __all__ += ["OrderedMatMul", "ordered_matmul"]
 __all__ += ["LandedGetItem", "SetItem", "SetItemScalar", "set_item"]
+__all__ += ["CastLike", "cast_like"]

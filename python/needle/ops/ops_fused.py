@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy
 
-from .._array import as_numpy, wrap
+from .._array import wrap
+from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from .ops_graph import _as_shape, layernorm_backward, layernorm_forward, trailing_axes
 from .ops_logarithmic import Softmax, _stable_max
@@ -23,7 +24,7 @@ __all__ = ["MatMulLayerNorm", "matmul_layernorm", "MatMulSoftmax", "matmul_softm
 
 def _product(a: Any, b: Any, op: str) -> numpy.ndarray:
     """``a @ b`` as a fresh numpy array, with needle's matmul error messages."""
-    out = matmul_arrays(as_numpy(a), as_numpy(b), op)
+    out = matmul_arrays(*operand_pair(a, b), op)
     if out.dtype.kind != "f":
         out = out.astype(numpy.float32)
     return out

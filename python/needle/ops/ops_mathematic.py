@@ -16,6 +16,8 @@ from typing import Any
 import numpy
 
 from .._array import as_numpy, contiguous, wrap
+from .._dtype import operand_pair, promote_pair
+from .._dtype import scalar as _scalar
 from ..autograd import Tensor, TensorOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 from ._args import reduction_args
@@ -107,23 +109,6 @@ __all__ = [
 ]
 
 
-def _scalar(value: Any, op: str) -> Any:
-    """Normalise a scalar operand to a Python number, so float32 data stays float32."""
-    if isinstance(value, bool):
-        return int(value)
-    # numpy.float64 is a subclass of float: kept as it is, it would promote float32 data
-    # to float64 (numpy's promotion rules treat only Python scalars as weak).
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, int):
-        return int(value)
-    arr = numpy.asarray(value)
-    if arr.size == 1 and arr.dtype.kind in "biuf":
-        return arr.item()
-    raise DTypeError(f"{op}: expected a real scalar, got {type(value).__name__} "
-                     f"of shape {arr.shape} and dtype {arr.dtype}")
-
-
 def _normalize_axes(axes: Any, ndim: int, op: str, shape: tuple) -> tuple:
     """Axes as a sorted tuple of non-negative ints; None means all axes."""
     if axes is None:
@@ -151,10 +136,13 @@ def _broadcast_error(op: str, *arrays: Any) -> ShapeError:
 
 
 def _realized_same(a: Value, b: Value) -> bool:
-    """True when both are computed and already have the same shape and dtype (eager fast path)."""
+    """True when both are computed and already have the same shape (eager fast path).
+
+    The dtype does not matter: the engine casts every gradient to its input's dtype.
+    """
     x, y = a.cached_data, b.cached_data
     return (x is not None and y is not None and not isinstance(x, tuple)
-            and x.shape == y.shape and x.dtype == y.dtype)
+            and x.shape == y.shape)
 
 
 def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
@@ -176,7 +164,7 @@ class SumLike(TensorOp):
     """Sum ``x`` over ``axes`` (dropping them), or, with ``axes=None``, un-broadcast it to
     ``ref``'s shape. ``mean=True`` divides by the number of summed elements.
 
-    Only ``ref``'s shape (and dtype) is used, so it gets no gradient.
+    Only ``ref``'s shape is used, so it gets no gradient; the result keeps ``x``'s dtype.
     """
 
     def __init__(self, axes: Any = None, mean: bool = False):
@@ -198,8 +186,7 @@ class SumLike(TensorOp):
         out = xv.sum(axis=axes) if axes else xv
         if self.mean and xv.size:
             out = out * (out.size / xv.size)
-        out = numpy.asarray(out, dtype=ref.dtype).reshape(ref.shape)
-        return wrap(out, x)
+        return wrap(numpy.asarray(out).reshape(ref.shape), x)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         x = node.inputs[0]
@@ -261,6 +248,7 @@ class ZerosLike(TensorOp):
 
 
 def zeros_like(a: Tensor) -> Tensor:
+    """Zeros with ``a``'s shape and dtype (no gradient flows)."""
     return ZerosLike()(a)
 
 
@@ -275,6 +263,7 @@ class OnesLike(TensorOp):
 
 
 def ones_like(a: Tensor) -> Tensor:
+    """Ones with ``a``'s shape and dtype (no gradient flows)."""
     return OnesLike()(a)
 
 
@@ -283,9 +272,14 @@ def ones_like(a: Tensor) -> Tensor:
 
 
 class EWiseAdd(TensorOp):
+    """``a + b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) + as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av + bv, a)
         except ValueError:
             raise _broadcast_error("add", a, b) from None
 
@@ -296,10 +290,13 @@ class EWiseAdd(TensorOp):
 
 
 def add(a: Tensor, b: Tensor) -> Tensor:
+    """``a + b`` element-wise, broadcasting like numpy."""
     return EWiseAdd()(a, b)
 
 
 class AddScalar(TensorOp):
+    """``a + scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "add_scalar")
 
@@ -311,13 +308,19 @@ class AddScalar(TensorOp):
 
 
 def add_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a + scalar`` element-wise."""
     return AddScalar(scalar)(a)
 
 
 class EWiseMul(TensorOp):
+    """``a * b`` element-wise, with numpy broadcasting."""
+
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) * as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av * bv, a)
         except ValueError:
             raise _broadcast_error("multiply", a, b) from None
 
@@ -329,10 +332,13 @@ class EWiseMul(TensorOp):
 
 
 def multiply(a: Tensor, b: Tensor) -> Tensor:
+    """``a * b`` element-wise, broadcasting like numpy."""
     return EWiseMul()(a, b)
 
 
 class MulScalar(TensorOp):
+    """``a * scalar`` element-wise; the scalar keeps the tensor's dtype."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "mul_scalar")
 
@@ -344,6 +350,7 @@ class MulScalar(TensorOp):
 
 
 def mul_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a * scalar`` element-wise."""
     return MulScalar(scalar)(a)
 
 
@@ -352,7 +359,10 @@ class EWisePow(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.power(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.power(av, bv), a)
         except ValueError:
             raise _broadcast_error("power", a, b) from None
 
@@ -364,6 +374,7 @@ class EWisePow(TensorOp):
 
 
 def power(a: Tensor, b: Tensor) -> Tensor:
+    """``a ** b`` element-wise, broadcasting like numpy."""
     return EWisePow()(a, b)
 
 
@@ -389,6 +400,7 @@ class PowerScalar(TensorOp):
 
 
 def power_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a ** scalar`` element-wise."""
     return PowerScalar(scalar)(a)
 
 
@@ -397,7 +409,10 @@ class EWiseDiv(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(as_numpy(a) / as_numpy(b), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(av / bv, a)
         except ValueError:
             raise _broadcast_error("divide", a, b) from None
 
@@ -409,10 +424,13 @@ class EWiseDiv(TensorOp):
 
 
 def divide(a: Tensor, b: Tensor) -> Tensor:
+    """``a / b`` element-wise, broadcasting like numpy."""
     return EWiseDiv()(a, b)
 
 
 class DivScalar(TensorOp):
+    """``a / scalar`` element-wise."""
+
     def __init__(self, scalar: Any):
         self.scalar = _scalar(scalar, "divide_scalar")
 
@@ -424,10 +442,13 @@ class DivScalar(TensorOp):
 
 
 def divide_scalar(a: Tensor, scalar: Any) -> Tensor:
+    """``a / scalar`` element-wise."""
     return DivScalar(scalar)(a)
 
 
 class Negate(TensorOp):
+    """``-a`` element-wise."""
+
     def compute(self, a: Any) -> Any:
         return wrap(-as_numpy(a), a)
 
@@ -436,6 +457,7 @@ class Negate(TensorOp):
 
 
 def negate(a: Tensor) -> Tensor:
+    """``-a`` element-wise."""
     return Negate()(a)
 
 
@@ -452,6 +474,8 @@ def _float_input(a: Any, op: str) -> numpy.ndarray:
 
 
 class Log(TensorOp):
+    """Element-wise natural logarithm (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.log(_float_input(a, "log")), a)
 
@@ -460,10 +484,13 @@ class Log(TensorOp):
 
 
 def log(a: Tensor) -> Tensor:
+    """Element-wise natural logarithm."""
     return Log()(a)
 
 
 class Exp(TensorOp):
+    """Element-wise ``exp(a)``; the gradient reuses the result."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.exp(_float_input(a, "exp")), a)
 
@@ -472,10 +499,13 @@ class Exp(TensorOp):
 
 
 def exp(a: Tensor) -> Tensor:
+    """Element-wise ``exp(a)``."""
     return Exp()(a)
 
 
 class Sqrt(TensorOp):
+    """Element-wise square root (float inputs)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.sqrt(_float_input(a, "sqrt")), a)
 
@@ -484,10 +514,13 @@ class Sqrt(TensorOp):
 
 
 def sqrt(a: Tensor) -> Tensor:
+    """Element-wise square root."""
     return Sqrt()(a)
 
 
 class ReLU(TensorOp):
+    """Element-wise ``max(a, 0)``; its gradient is one ``ReLUBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         av = as_numpy(a)
         return wrap(numpy.maximum(av, 0, dtype=av.dtype), a)
@@ -509,10 +542,13 @@ class ReLUBackward(TensorOp):
 
 
 def relu(a: Tensor) -> Tensor:
+    """Element-wise ``max(a, 0)``."""
     return ReLU()(a)
 
 
 class Tanh(TensorOp):
+    """Element-wise hyperbolic tangent; its gradient is one ``TanhBackward`` node."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.tanh(_float_input(a, "tanh")), a)
 
@@ -521,6 +557,7 @@ class Tanh(TensorOp):
 
 
 def tanh(a: Tensor) -> Tensor:
+    """Element-wise hyperbolic tangent."""
     return Tanh()(a)
 
 
@@ -537,6 +574,8 @@ class TanhBackward(TensorOp):
 
 
 class Sigmoid(TensorOp):
+    """Element-wise logistic function ``1 / (1 + exp(-a))``."""
+
     def compute(self, a: Any) -> Any:
         # 0.5 * (1 + tanh(x / 2)) is the logistic function without overflow in exp.
         av = _float_input(a, "sigmoid")
@@ -559,10 +598,13 @@ class SigmoidBackward(TensorOp):
 
 
 def sigmoid(a: Tensor) -> Tensor:
+    """Element-wise logistic function."""
     return Sigmoid()(a)
 
 
 class Abs(TensorOp):
+    """Element-wise absolute value; the gradient is ``sign(a)`` (0 at 0)."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.abs(as_numpy(a)), a)
 
@@ -571,6 +613,7 @@ class Abs(TensorOp):
 
 
 def abs(a: Tensor) -> Tensor:  # noqa: A001  (the name users expect)
+    """Element-wise ``|a|``."""
     return Abs()(a)
 
 
@@ -585,6 +628,7 @@ class Sign(TensorOp):
 
 
 def sign(a: Tensor) -> Tensor:
+    """Element-wise sign (-1, 0 or 1) in ``a``'s dtype; no gradient flows."""
     return Sign()(a)
 
 
@@ -593,7 +637,10 @@ class Maximum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.maximum(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.maximum(av, bv), a)
         except ValueError:
             raise _broadcast_error("maximum", a, b) from None
 
@@ -604,6 +651,7 @@ class Maximum(TensorOp):
 
 
 def maximum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise maximum of ``a`` and ``b``, broadcasting like numpy."""
     return Maximum()(a, b)
 
 
@@ -612,7 +660,10 @@ class Minimum(TensorOp):
 
     def compute(self, a: Any, b: Any) -> Any:
         try:
-            return wrap(numpy.minimum(as_numpy(a), as_numpy(b)), a)
+            av, bv = as_numpy(a), as_numpy(b)
+            if av.dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+            return wrap(numpy.minimum(av, bv), a)
         except ValueError:
             raise _broadcast_error("minimum", a, b) from None
 
@@ -623,6 +674,7 @@ class Minimum(TensorOp):
 
 
 def minimum(a: Tensor, b: Tensor) -> Tensor:
+    """Element-wise minimum of ``a`` and ``b``, broadcasting like numpy."""
     return Minimum()(a, b)
 
 
@@ -640,9 +692,17 @@ class _Compare(TensorOp):
         self.scalar = None if scalar is None else _scalar(scalar, self.name.lower())
 
     def compute(self, a: Any, b: Any = None) -> Any:
-        av = as_numpy(a)
-        bv = self.scalar if b is None else as_numpy(b)
-        dtype = av.dtype if av.dtype.kind == "f" else numpy.dtype("float32")
+        if b is None:
+            av, bv = as_numpy(a), self.scalar
+            dtype = av.dtype
+        else:
+            av, bv = as_numpy(a), as_numpy(b)
+            dtype = av.dtype
+            if dtype is not bv.dtype:
+                av, bv = promote_pair(av, bv)
+                dtype = numpy.promote_types(av.dtype, bv.dtype)
+        if dtype.kind != "f":
+            dtype = numpy.dtype("float32")
         try:
             out = type(self).fn(av, bv)
         except ValueError:
@@ -660,26 +720,38 @@ def _compare(cls: type, a: Tensor, b: Any) -> Tensor:
 
 
 class Greater(_Compare):
+    """``a > b`` (or ``a > scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.greater
 
 
 class GreaterEqual(_Compare):
+    """``a >= b`` (or ``a >= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.greater_equal
 
 
 class Less(_Compare):
+    """``a < b`` (or ``a < scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.less
 
 
 class LessEqual(_Compare):
+    """``a <= b`` (or ``a <= scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.less_equal
 
 
 class Equal(_Compare):
+    """``a == b`` (or ``a == scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.equal
 
 
 class NotEqual(_Compare):
+    """``a != b`` (or ``a != scalar``): 1.0 where true, else 0.0; zero gradients."""
+
     fn = numpy.not_equal
 
 
@@ -689,22 +761,27 @@ def greater(a: Tensor, b: Any) -> Tensor:
 
 
 def greater_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a >= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(GreaterEqual, a, b)
 
 
 def less(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a < b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Less, a, b)
 
 
 def less_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a <= b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(LessEqual, a, b)
 
 
 def equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a == b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(Equal, a, b)
 
 
 def not_equal(a: Tensor, b: Any) -> Tensor:
+    """1.0 where ``a != b`` else 0.0 (``b`` a tensor or a number); no gradient."""
     return _compare(NotEqual, a, b)
 
 
@@ -755,6 +832,7 @@ class Transpose(_ViewOp):
 
 
 def transpose(a: Tensor, axes: tuple | None = None) -> Tensor:
+    """Swap two axes of ``a`` (the last two when ``axes`` is None)."""
     return Transpose(axes)(a)
 
 
@@ -784,10 +862,13 @@ class Permute(_ViewOp):
 
 
 def permute(a: Tensor, axes: tuple) -> Tensor:
+    """Reorder the axes of ``a``: axis ``i`` of the result is axis ``axes[i]`` of ``a``."""
     return Permute(axes)(a)
 
 
 class Reshape(_ViewOp):
+    """Reshape ``a`` to ``shape`` (same number of elements); the gradient reshapes back."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
 
@@ -804,10 +885,13 @@ class Reshape(_ViewOp):
 
 
 def reshape(a: Tensor, shape: tuple) -> Tensor:
+    """``a`` with the same elements in ``shape``."""
     return Reshape(shape)(a)
 
 
 class BroadcastTo(TensorOp):
+    """Broadcast ``a`` to ``shape`` (numpy rules); the gradient sums back (``unbroadcast``)."""
+
     def __init__(self, shape: tuple):
         self.shape = tuple(shape)
 
@@ -825,6 +909,7 @@ class BroadcastTo(TensorOp):
 
 
 def broadcast_to(a: Tensor, shape: tuple) -> Tensor:
+    """Broadcast ``a`` to ``shape`` (numpy rules)."""
     return BroadcastTo(shape)(a)
 
 
@@ -918,6 +1003,10 @@ class Mean(TensorOp):
         axes = _normalize_axes(self.axes, av.ndim, "mean", av.shape)
         if av.dtype.kind != "f":
             av = av.astype(numpy.float32)
+        if av.size == 0:
+            # numpy.mean warns on an empty slice; 0 / 0 is NaN quietly, as in PyTorch.
+            count = int(numpy.prod([av.shape[i] for i in axes]))
+            return wrap(av.sum(axis=axes, keepdims=self.keepdims) / count, a)
         return wrap(av.mean(axis=axes, keepdims=self.keepdims), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
@@ -995,7 +1084,7 @@ class MatMul(TensorOp):
     (vector @ vector is 0-d, matrix @ vector and vector @ matrix drop the vector's axis)."""
 
     def compute(self, a: Any, b: Any) -> Any:
-        return wrap(matmul_arrays(as_numpy(a), as_numpy(b), "matmul", vectors=True), a)
+        return wrap(matmul_arrays(*operand_pair(a, b), "matmul", vectors=True), a)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         a, b = node.inputs

@@ -8,6 +8,7 @@ import numpy
 from numpy.lib.stride_tricks import as_strided
 
 from .._array import as_numpy, contiguous, wrap
+from .._dtype import operand_pair
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .ops_mathematic import _normalize_axes, get_item
@@ -209,7 +210,7 @@ class Conv(_ConvOp):
     """
 
     def compute(self, A: Any, B: Any) -> Any:
-        x, w = as_numpy(A), as_numpy(B)
+        x, w = operand_pair(A, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv", x.shape, w.shape, s, p)
         kh, kw, _, c_out = w.shape
@@ -255,7 +256,7 @@ class ConvGradInput(_ConvOp):
     """
 
     def compute(self, G: Any, B: Any, ref: Any) -> Any:
-        g, w = as_numpy(G), as_numpy(B)
+        g, w = operand_pair(G, B)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_input", tuple(ref.shape), w.shape, s, p)
         kh, kw, _, c_out = w.shape
@@ -280,7 +281,7 @@ class ConvGradWeight(_ConvOp):
     """
 
     def compute(self, A: Any, G: Any, ref: Any) -> Any:
-        x, g = as_numpy(A), as_numpy(G)
+        x, g = operand_pair(A, G)
         s, p = self.stride, self.padding
         ho, wo = _conv_shapes("conv_grad_weight", x.shape, tuple(ref.shape), s, p)
         kh, kw, c_in, c_out = ref.shape

@@ -398,10 +398,14 @@ class _ArgReduce(TensorOp):
 
 
 class ArgMax(_ArgReduce):
+    """Indices of the maxima along an axis (integer result, no gradient)."""
+
     reduce = numpy.argmax
 
 
 class ArgMin(_ArgReduce):
+    """Indices of the minima along an axis (integer result, no gradient)."""
+
     reduce = numpy.argmin
 
 

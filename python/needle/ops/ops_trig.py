@@ -23,6 +23,8 @@ def float_input(a: Any, op: str) -> numpy.ndarray:
 
 
 class Sin(TensorOp):
+    """Element-wise sine; the gradient is ``cos``."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.sin(float_input(a, "sin")), a)
 
@@ -36,6 +38,8 @@ def sin(a: Tensor) -> Tensor:
 
 
 class Cos(TensorOp):
+    """Element-wise cosine; the gradient is ``-sin``."""
+
     def compute(self, a: Any) -> Any:
         return wrap(numpy.cos(float_input(a, "cos")), a)
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy
 
 from .._array import as_numpy, contiguous, wrap
+from .._dtype import operands
 from ..autograd import Tensor, TensorOp, TensorTuple, TensorTupleOp, Value
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
 
@@ -145,7 +146,7 @@ class Stack(TensorOp):
         if not -ndim <= self.axis < ndim:
             raise ShapeError(f"stack: axis {self.axis} is out of range for stacking tensors "
                              f"of shape {shapes[0]} (valid: {-ndim} to {ndim - 1})")
-        return wrap(numpy.stack([as_numpy(a) for a in args], axis=self.axis), args[0])
+        return wrap(numpy.stack(operands(args), axis=self.axis), args[0])
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> TensorTuple:
         return split(out_grad, self.axis)

@@ -61,7 +61,13 @@ def _host_scalars(owner: Any, values: Callable[[], tuple], like: Tensor,
 
 
 class _UpdateOp(TensorOp):
-    """An optimizer's arithmetic on arrays; applied under ``no_grad``, never differentiated."""
+    """An optimizer's arithmetic on arrays; applied under ``no_grad``, never differentiated.
+
+    ``_raw`` is the arithmetic on numpy arrays; ``compute`` wraps it. ``ndl.jit`` calls
+    ``_raw`` directly, with ``out=`` when ``_raw_out`` (a buffer it may reuse).
+    """
+
+    _raw_out = True
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
         raise GraphError(f"{self.name}: optimizer updates are not differentiable")
@@ -73,8 +79,12 @@ class WeightDecay(_UpdateOp):
     def __init__(self, weight_decay: float):
         self.weight_decay = weight_decay
 
-    def _raw(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return grad + self.weight_decay * w
+    def _raw(self, grad: np.ndarray, w: np.ndarray, out: Any = None) -> np.ndarray:
+        if grad.dtype != w.dtype or (out is not None and out.dtype != w.dtype):
+            return grad + self.weight_decay * w
+        # grad + weight_decay * w, with the product in out (the same bits: * and + commute)
+        t = np.multiply(w, self.weight_decay, out=out)
+        return np.add(grad, t, out=t)
 
     def compute(self, grad: Any, w: Any) -> Any:
         return wrap(self._raw(as_numpy(grad), as_numpy(w)), grad)
@@ -89,11 +99,22 @@ class MovingAverage(_UpdateOp):
         self.dtype = np.dtype(dtype).name
         self.square = square
 
-    def _raw(self, g: np.ndarray, prev: np.ndarray | None = None) -> np.ndarray:
-        new = (1 - self.beta) * g * g if self.square else (1 - self.beta) * g
+    def _raw(self, g: np.ndarray, prev: np.ndarray | None = None,
+             out: Any = None) -> np.ndarray:
+        if g.dtype != self.dtype or (prev is not None and prev.dtype != self.dtype) or (
+                out is not None and out.dtype != self.dtype):
+            new = (1 - self.beta) * g * g if self.square else (1 - self.beta) * g
+            if prev is not None:
+                new = self.beta * prev + new
+            return np.asarray(new, dtype=self.dtype)
+        # The same products and sum as above, computed in out (* and + commute bit for bit).
+        new = np.multiply(g, 1 - self.beta, out=out)
+        if self.square:
+            np.multiply(new, g, out=new)
         if prev is not None:
-            new = self.beta * prev + new
-        return np.asarray(new, dtype=self.dtype)
+            scaled = np.multiply(prev, self.beta)
+            np.add(scaled, new, out=new)
+        return new
 
     def compute(self, g: Any, prev: Any = None) -> Any:
         return wrap(self._raw(as_numpy(g), None if prev is None else as_numpy(prev)), g)
@@ -102,9 +123,10 @@ class MovingAverage(_UpdateOp):
 class SGDApply(_UpdateOp):
     """``w - lr * u`` with ``lr = hyper[0]``, in ``w``'s dtype."""
 
-    def _raw(self, w: np.ndarray, u: np.ndarray, hyper: np.ndarray) -> np.ndarray:
-        # One fresh array for the new value (allocating large arrays is what costs here).
-        new = np.multiply(u, -float(hyper[0]), dtype=w.dtype)
+    def _raw(self, w: np.ndarray, u: np.ndarray, hyper: np.ndarray,
+             out: Any = None) -> np.ndarray:
+        # One array for the new value (allocating large arrays is what costs here).
+        new = np.multiply(u, -float(hyper[0]), dtype=w.dtype, out=out)
         new += w
         return new
 
@@ -118,10 +140,19 @@ class AdamApply(_UpdateOp):
     def __init__(self, eps: float):
         self.eps = eps
 
-    def _raw(self, w: np.ndarray, m: np.ndarray, v: np.ndarray,
-             hyper: np.ndarray) -> np.ndarray:
+    def _raw(self, w: np.ndarray, m: np.ndarray, v: np.ndarray, hyper: np.ndarray,
+             out: Any = None) -> np.ndarray:
         lr, c1, c2 = hyper.tolist()
-        return np.asarray(w - lr * (m / c1) / (np.sqrt(v / c2) + self.eps), dtype=w.dtype)
+        if m.dtype != w.dtype or v.dtype != w.dtype or (out is not None and out.dtype != w.dtype):
+            return np.asarray(w - lr * (m / c1) / (np.sqrt(v / c2) + self.eps), dtype=w.dtype)
+        # w - lr * (m / c1) / (sqrt(v / c2) + eps), each step as above, in two arrays.
+        step = np.true_divide(m, c1, out=out)
+        np.multiply(step, lr, out=step)
+        denom = np.true_divide(v, c2)
+        np.sqrt(denom, out=denom)
+        np.add(denom, self.eps, out=denom)
+        np.true_divide(step, denom, out=step)
+        return np.subtract(w, step, out=step)
 
     def compute(self, w: Any, m: Any, v: Any, hyper: Any) -> Any:
         return wrap(self._raw(as_numpy(w), as_numpy(m), as_numpy(v), as_numpy(hyper)), w)
@@ -250,6 +281,8 @@ class Adam(Optimizer):
 class GradNorm(_UpdateOp):
     """The global L2 norm of all inputs, as a 0-d float64 array (sums of squares in float64)."""
 
+    _raw_out = False
+
     def _raw(self, *grads: np.ndarray) -> np.ndarray:
         total = math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads))
         return np.asarray(total, dtype=np.float64)
@@ -260,6 +293,8 @@ class GradNorm(_UpdateOp):
 
 class ClipByNorm(_UpdateOp):
     """``g * (max_norm / (norm + 1e-6))`` where that factor is below 1, else ``g``."""
+
+    _raw_out = False
 
     def __init__(self, max_norm: float):
         self.max_norm = max_norm

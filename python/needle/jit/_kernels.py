@@ -365,6 +365,8 @@ def lower(op: Any, in_metas: list, out_meta: Any) -> Kernel | None:
         if raw is None or any(is_tuple_meta(m) for m in in_metas) or is_tuple_meta(out_meta):
             return None
         # The op's own computation on numpy arrays (skips wrapping them on nd).
+        if getattr(op, "_raw_out", False):
+            return Kernel(raw, tuple(range(len(in_metas))), out=True, name=f"{op.name}._raw")
         return Kernel(raw, tuple(range(len(in_metas))), view=True, name=f"{op.name}._raw")
     if any(is_tuple_meta(m) for m in in_metas) and not isinstance(
             op, (ops.Stack, ops.TupleGetItem)):

@@ -23,10 +23,12 @@ is created per op.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
 
+from .._fp import call_quietly
 from ._kernels import SHAPE_ONLY, Kernel, fallback, is_tuple_meta, lower, nd_box, np_box
 from ._record import CONST, OP, Slot, fingerprint
 
@@ -34,6 +36,35 @@ from ._record import CONST, OP, Slot, fingerprint
 # that the schedule's peak memory is no more than the eager call's.
 FREE_BYTES = 1 << 16
 _NEVER = 1 << 60
+
+
+class Recycler:
+    """The memory of a result that the caller sees (an output, new state, a gradient).
+
+    Each call needs an array the caller can keep: usually a fresh one. But the array this
+    step made two calls ago is often free again (the parameter it became was replaced, the
+    gradient was reset), and a fresh large array costs page faults. So an array made here
+    earlier is reused once nothing else refers to it (its reference count says so: a
+    tensor, a view or any other object holding it keeps it out of reach).
+    """
+
+    __slots__ = ("shape", "dtype", "order", "ring")
+
+    def __init__(self, shape: tuple, dtype: Any, order: str) -> None:
+        self.shape, self.dtype, self.order = shape, dtype, order
+        self.ring: list = []
+
+    def __call__(self) -> np.ndarray:
+        ring = self.ring
+        for a in ring:
+            # References: the ring, this loop's variable and getrefcount's argument.
+            if sys.getrefcount(a) == 3:
+                return a
+        a = np.empty(self.shape, dtype=self.dtype, order=self.order)
+        ring.append(a)
+        if len(ring) > 2:
+            del ring[0]
+        return a
 
 
 class CompileError(Exception):
@@ -143,7 +174,7 @@ def run_steps(steps: list, E: list) -> None:
         elif k == 5:
             E[st[3]] = st[1](*[E[i] for i in st[2]])
         elif k == 8:
-            E[st[4]] = st[1](*[E[i] for i in st[2]], empty(*st[3]))
+            E[st[4]] = st[1](*[E[i] for i in st[2]], st[3]())
         elif k == 9:
             for i in st[1]:
                 E[i] = None
@@ -196,10 +227,10 @@ def generate(steps: list, roots: list) -> Any:
         elif k == 6:
             args = "".join(var(i) + ", " for i in st[2])
             call, out = f"{fn}({args}b{n})", st[4]
-        else:  # 8: a fresh output array
+        else:  # 8: an output array of this call's own (see Recycler)
             env[f"a{n}"] = st[3]
             args = "".join(var(i) + ", " for i in st[2])
-            call, out = f"{fn}({args}_empty(*a{n}))", st[4]
+            call, out = f"{fn}({args}a{n}())", st[4]
         body.append(f"    v{out} = {call}")
         produced.add(out)
     head = [f"    v{i} = E[{i}]" for i in sorted(used)]
@@ -340,7 +371,7 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             if kernel.buf_meta is not None:
                 order = "C"
             if g in escaping:
-                fresh = (shape, dtype, order)
+                fresh = Recycler(shape, dtype, order)
             else:
                 key = (tuple(shape), dtype, order)
                 free = pool.get(key)
@@ -438,7 +469,6 @@ def compile_program(slots: list[Slot], entries: list[tuple], roots: list[int],
     """Passes 1-6: a checked schedule that reproduces the traced call bit for bit."""
     fill = {s.index: s.value for s in slots if s.kind != OP and s.kind != CONST}
     forced: set = set()
-    from .._fp import call_quietly
     everything = set(range(len(entries)))
     for _ in range(8):
         c = call_quietly(plan, slots, entries, roots, nd, forced, effects)

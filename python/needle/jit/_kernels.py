@@ -29,11 +29,12 @@ class Kernel:
     """``fn(*data inputs[, out])``: ``args`` are the op's input positions passed to it."""
 
     __slots__ = ("fn", "args", "out", "view", "buf_meta", "box", "name", "elementwise",
-                 "loose")
+                 "loose", "reshape", "returns_out")
 
     def __init__(self, fn: Callable, args: tuple, out: bool = False, view: bool = False,
                  buf_meta: tuple | None = None, box: bool = True, name: str = "",
-                 elementwise: bool = False, loose: Kernel | None = None) -> None:
+                 elementwise: bool = False, loose: Kernel | None = None,
+                 reshape: bool = False) -> None:
         self.fn = fn
         self.args = args
         self.out = out  # accepts an output buffer as its last positional argument
@@ -44,9 +45,12 @@ class Kernel:
         # Each result element depends only on the same element of each input: the layout
         # of the inputs cannot change a bit of the result.
         self.elementwise = elementwise
-        # A cheaper variant (a broadcast view instead of a copy) that gives the same bits
-        # when every reader of the result is elementwise.
+        # A cheaper variant (a view instead of a copy) that gives the same bits when every
+        # reader of the result is elementwise or a reshape (which copies if it must).
         self.loose = loose
+        self.reshape = reshape
+        # Given a buffer, the result is that buffer itself (not a view of it).
+        self.returns_out = out and buf_meta is None
 
 
 # Inputs that an op reads only for their shape and dtype: a result that depends on nothing
@@ -265,12 +269,19 @@ def _broadcast_like(op: Any, ins: list, out: Any) -> Kernel | None:
 
 def _reshape(op: Any, ins: list, out: Any) -> Kernel:
     shape = op.shape
-    return Kernel(lambda a: a.reshape(shape), (0,), view=True, name="reshape")
+    return Kernel(lambda a: a.reshape(shape), (0,), view=True, name="reshape", reshape=True)
 
 
 def _reshape_like(op: Any, ins: list, out: Any) -> Kernel:
     shape = tuple(ins[1][0])
-    return Kernel(lambda a: a.reshape(shape), (0,), view=True, name="reshape_like")
+    return Kernel(lambda a: a.reshape(shape), (0,), view=True, name="reshape_like",
+                  reshape=True)
+
+
+def _view(fn: Callable, name: str) -> Kernel:
+    # Boxed (on nd a copy when the view has odd strides, as eager); loose: the view itself.
+    return Kernel(fn, (0,), view=True, name=name,
+                  loose=Kernel(fn, (0,), view=True, box=False, name=name + "_view"))
 
 
 def _transpose(op: Any, ins: list, out: Any) -> Kernel:
@@ -279,14 +290,14 @@ def _transpose(op: Any, ins: list, out: Any) -> Kernel:
         i, j = ndim - 2, ndim - 1
     else:
         i, j = op.axes[0] % ndim, op.axes[1] % ndim
-    return Kernel(lambda a: np.swapaxes(a, i, j), (0,), view=True, name="transpose")
+    return _view(lambda a: np.swapaxes(a, i, j), "transpose")
 
 
 def _permute(op: Any, ins: list, out: Any) -> Kernel:
     axes = op.axes
     if axes is None:
-        return Kernel(lambda a: a.transpose(), (0,), view=True, name="permute")
-    return Kernel(lambda a: np.transpose(a, axes), (0,), view=True, name="permute")
+        return _view(lambda a: a.transpose(), "permute")
+    return _view(lambda a: np.transpose(a, axes), "permute")
 
 
 def _matmul_operand(op: Any, ins: list, out: Any) -> Kernel:

@@ -128,6 +128,7 @@ class Compiled:
         self.n_folded = 0
         self.n_cse = 0
         self.n_dead = 0
+        self.n_static = 0
         self.step_entry: list[int] = []  # entry index of each op step (-1 for others)
         self.step_out: list[int] = []
         self.code: Any = None
@@ -152,13 +153,13 @@ class Compiled:
     def describe(self) -> str:
         return (f"{len(self.step_entry) - self.step_entry.count(-1)} ops ({self.n_kernels} "
                 f"kernels, {self.n_fallback} compute calls), {self.n_folded} folded, "
-                f"{self.n_cse} shared, {self.n_dead} dead; buffers "
+                f"{self.n_cse} shared, {self.n_dead} dead, {self.n_static} static views; "
+                f"buffers "
                 f"{self.buffer_bytes / 2**20:.2f} MB")
 
 
 def run_steps(steps: list, E: list) -> None:
     """The interpreter: each step calls one kernel on slots of ``E``."""
-    empty = np.empty
     for st in steps:
         k = st[0]
         if k == 4:
@@ -307,7 +308,7 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
     root_set = set(roots)
     for k, (j, op, ins, out, kernel) in enumerate(chosen):
         if kernel.loose is not None and out not in root_set and all(
-                r.elementwise for r in readers.get(out, ())):
+                _layout_free(r, slots, chosen) for r in readers.get(out, ())):
             chosen[k] = (j, op, ins, out, kernel.loose)
     needed = set(roots)
     live = []
@@ -359,11 +360,28 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
         template[s] = v
     steps = []
     step_entry, step_out = [], []
+    # Values known now: constants, buffers (an out kernel returns its buffer), and views of
+    # those, which are made once here instead of at every call.
+    static: dict = dict(const_val)
     for t, (j, _, ins, out, kernel) in enumerate(live):
         meta = slots[out].meta
         g = find.find(out)
         args = [ins[p] for p in kernel.args]
         fn = kernel.fn
+        if kernel.view and kernel.name.endswith(("view", "reshape", "reshape_like", "getitem",
+                                                 "tuple", "identity", "as_row", "as_column",
+                                                 "sum_like_view", "transpose", "permute")) \
+                and args and all(a in static for a in args) and out not in root_set:
+            value = fn(*[static[a] for a in args])
+            boxed = value
+            if kernel.box and (nd or (not is_tuple_meta(meta) and meta[0] == ())):
+                boxed = (nd_box if nd else np_box)(value)
+            if _same_objects(boxed, value) and _is_view(value, [static[a] for a in args]):
+                static[out] = template[out] = value
+                c.n_static += 1
+                _release(t, ends, group_bufs, pool, members, slots, template, steps,
+                         step_entry, step_out)
+                continue
         order = None if is_tuple_meta(meta) else meta[3]
         buf = fresh = None
         if kernel.out and order is not None:
@@ -387,6 +405,8 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             c.n_fallback += 1
         else:
             c.n_kernels += 1
+        if buf is not None and kernel.returns_out:
+            static[out] = buf
         if buf is not None:
             if len(args) == 1:
                 steps.append((3, fn, args[0], buf, out))
@@ -410,18 +430,8 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             steps.append((10, fn_, out))
             step_entry.append(-1)
             step_out.append(-1)
-        done = ends.get(t, ())
-        drop = []
-        for dg in done:
-            for key, b in group_bufs.pop(dg, ()):
-                pool.setdefault(key, []).append(b)
-            size = sum(_nbytes(slots[m].meta) for m in members.get(dg, ()))
-            if size >= FREE_BYTES:
-                drop.extend(m for m in members.get(dg, ()) if template[m] is None)
-        if drop:
-            steps.append((9, tuple(drop)))
-            step_entry.append(-1)
-            step_out.append(-1)
+        _release(t, ends, group_bufs, pool, members, slots, template, steps, step_entry,
+                 step_out)
     c.late = [(fn_, slot) for slot, fns in pending.items() for fn_ in fns]
     c.steps = steps
     c.roots = roots
@@ -429,6 +439,52 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
     c.step_entry = step_entry
     c.step_out = step_out
     return c
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _is_view(value: Any, inputs: list) -> bool:
+    """Whether every array of ``value`` shares the memory of one of ``inputs`` (a view made
+    once stays right only if it is not a copy)."""
+    roots = set()
+    for x in inputs:
+        for a in (x if x.__class__ is tuple else (x,)):
+            roots.add(id(_root(a)))
+    return all(id(_root(a)) in roots
+               for a in (value if value.__class__ is tuple else (value,)))
+
+
+def _same_objects(a: Any, b: Any) -> bool:
+    if a.__class__ is tuple and b.__class__ is tuple:
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
+
+
+def _release(t: int, ends: dict, group_bufs: dict, pool: dict, members: dict, slots: list,
+             template: list, steps: list, step_entry: list, step_out: list) -> None:
+    """After step ``t``: the buffers of the groups whose last reader it was go back to the
+    pool, and their large values leave the slot table."""
+    drop = []
+    for dg in ends.get(t, ()):
+        for key, b in group_bufs.pop(dg, ()):
+            pool.setdefault(key, []).append(b)
+        size = sum(_nbytes(slots[m].meta) for m in members.get(dg, ()))
+        if size >= FREE_BYTES:
+            drop.extend(m for m in members.get(dg, ()) if template[m] is None)
+    if drop:
+        steps.append((9, tuple(drop)))
+        step_entry.append(-1)
+        step_out.append(-1)
+
+
+def _layout_free(reader: Kernel, slots: list, chosen: list) -> bool:
+    """Whether ``reader`` gives the same bits whatever the layout of its inputs: elementwise
+    kernels (their result goes into a buffer of the eager layout) and reshapes."""
+    return reader.elementwise or reader.reshape
 
 
 def _fold(op: Any, ins: tuple, skip: tuple, slots: list, const_val: dict, out: int,

@@ -119,7 +119,8 @@ def run_peaks(name: str, workers: dict, results: dict) -> None:
         reply = w.ask("peak", workload=name, sizes=PEAK_SIZES.get(name, {}))
         results[name, fw]["peak"] = reply
         if reply.get("status") == "ok":
-            log(f"  {name} {fw:10s} peak {reply['peak_mb']:.2f} MB")
+            log(f"  {name} {fw:10s} peak {reply['peak_mb']:.2f} MB "
+                f"(at the step's start {reply['base_mb']:.2f} MB)")
 
 
 def run_memory(frameworks: list[str], threads: int, steps: int, results: dict) -> None:

@@ -32,6 +32,10 @@ from .._fp import call_quietly
 from ._kernels import SHAPE_ONLY, Kernel, fallback, is_tuple_meta, lower, nd_box, np_box
 from ._record import CONST, OP, Slot, fingerprint
 
+# Whether new state data (parameters, moments) also reuses its array of two calls ago. It
+# keeps a spare array per parameter between calls, but not at the peak: eagerly too the
+# old and the new value exist together while a parameter is updated.
+RECYCLE_STATE = True
 # A result this large (bytes) is dropped from the slot table right after its last use, so
 # that the schedule's peak memory is no more than the eager call's.
 FREE_BYTES = 1 << 16
@@ -48,11 +52,12 @@ class Recycler:
     tensor, a view or any other object holding it keeps it out of reach).
     """
 
-    __slots__ = ("shape", "dtype", "order", "ring")
+    __slots__ = ("shape", "dtype", "order", "ring", "keep")
 
-    def __init__(self, shape: tuple, dtype: Any, order: str) -> None:
+    def __init__(self, shape: tuple, dtype: Any, order: str, spares: int = 1) -> None:
         self.shape, self.dtype, self.order = shape, dtype, order
         self.ring: list = []
+        self.keep = spares + 1
 
     def __call__(self) -> np.ndarray:
         ring = self.ring
@@ -61,9 +66,10 @@ class Recycler:
             if sys.getrefcount(a) == 3:
                 return a
         a = np.empty(self.shape, dtype=self.dtype, order=self.order)
-        ring.append(a)
-        if len(ring) > 2:
-            del ring[0]
+        if self.keep > 1:
+            ring.append(a)
+            if len(ring) > self.keep:
+                del ring[0]
         return a
 
 
@@ -389,7 +395,8 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], nd: bool,
             if kernel.buf_meta is not None:
                 order = "C"
             if g in escaping:
-                fresh = Recycler(shape, dtype, order)
+                spares = 1 if RECYCLE_STATE or out not in pending else 0
+                fresh = Recycler(shape, dtype, order, spares)
             else:
                 key = (tuple(shape), dtype, order)
                 free = pool.get(key)

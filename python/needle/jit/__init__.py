@@ -68,14 +68,20 @@ def is_tracing() -> bool:
     return DISPATCH.tracing()
 
 
-def _box(raw: Any, device: Any) -> Any:
-    if raw.__class__ is tuple:
-        return tuple(_box(r, device) for r in raw)
-    if _ND:
-        from ..backend_ndarray.ndarray import NDArray
+if _ND:
+    from ..backend_ndarray.ndarray import NDArray as _NDArray
 
-        return NDArray._wrap(raw, device)
-    return raw
+    _wrap = _NDArray._wrap
+else:
+    def _wrap(raw: Any, device: Any) -> Any:
+        return raw
+
+
+def _box(raw: Any, device: Any) -> Any:
+    """A raw numpy result as the backend's array (an NDArray on ``nd``)."""
+    if raw.__class__ is tuple:
+        return tuple(_wrap(r, device) for r in raw)
+    return _wrap(raw, device)
 
 
 def _new_tensor(cls: type, data: Any, requires_grad: bool) -> Any:
@@ -152,6 +158,7 @@ class Trace:
 
     def __init__(self) -> None:
         self.guards: list = []
+        self.guard_fn: Any = None
         self.compiled: Compiled | None = None
         self.inputs: list = []  # (slot, argument position)
         self.states: list = []  # (slot, reader, (shape, dtype, strides))
@@ -163,7 +170,10 @@ class Trace:
         self.replays = 0
 
     def check(self) -> str | None:
-        return _state.check(self.guards)
+        run = self.guard_fn
+        if run is None:
+            run = self.guard_fn = _state.compile_guards(self.guards)
+        return run()
 
     def replay(self, tensors: list) -> Any:
         c = self.compiled
@@ -188,8 +198,10 @@ class Trace:
 
 
 def _setter(tensor: Any, device: Any) -> Callable:
+    wrap = _wrap
+
     def write(raw: Any) -> None:
-        tensor.cached_data = _box(raw, device)
+        tensor.cached_data = wrap(raw, device)
     return write
 
 

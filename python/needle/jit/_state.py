@@ -347,3 +347,45 @@ def check(guards: list[tuple]) -> str | None:
             if v != expect:
                 return name
     return None
+
+
+def compile_guards(guards: list[tuple]) -> Any:
+    """The guards as one generated function (a few attribute loads and ``is`` tests per
+    guard); it returns None, or on any failure what :func:`check` says."""
+    if not guards:
+        return lambda: None
+    env: dict = {"_same": same_scalar, "_sig": _tensor_sig, "_Tensor": Tensor,
+                 "_slow": lambda: check(guards) or "a value the function reads"}
+    lines = ["def run():", "    try:"]
+    for i, (owner, kind, key, mode, expect, name) in enumerate(guards):
+        env[f"o{i}"], env[f"e{i}"], env[f"n{i}"] = owner, expect, name
+        if kind == ATTR and isinstance(key, str) and key.isidentifier() and not (
+                key.startswith("__") and key.endswith("__")):
+            get = f"o{i}.{key}"
+        elif kind == ATTR:
+            env[f"k{i}"] = key
+            get = f"getattr(o{i}, k{i})"
+        elif kind == CELL:
+            get = f"o{i}.cell_contents"
+        else:
+            env[f"k{i}"] = key
+            get = f"o{i}[k{i}]"
+        lines.append(f"        v = {get}")
+        if mode == G_IDENT:
+            lines.append(f"        if v is not e{i}: return n{i}")
+        elif mode == G_SCALAR:
+            lines.append(f"        if v is not e{i} and not _same(v, e{i}): return n{i}")
+        elif mode == G_LEN:
+            env[f"e{i}"], env[f"l{i}"] = expect
+            lines.append(f"        if v is not e{i} or len(v) != l{i}: return n{i}")
+        elif mode in (G_TSIG, G_GRAD):
+            if expect is None:
+                lines.append(f"        if v is not None: return n{i}")
+            else:
+                lines.append(f"        if v is None or not isinstance(v, _Tensor) or "
+                             f"_sig(v) != e{i}: return n{i}")
+        else:  # G_REQ
+            lines.append(f"        if v != e{i}: return n{i}")
+    lines += ["    except Exception:", "        return _slow()", "    return None"]
+    exec(compile("\n".join(lines) + "\n", "<needle.jit guards>", "exec"), env)  # noqa: S102
+    return env["run"]

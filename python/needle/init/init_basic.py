@@ -33,10 +33,13 @@ def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> 
     return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
 
 
-def _random(tensor: Tensor, redraw: Any) -> Tensor:
+def _random(tensor: Tensor, redraw: Any, values: Any) -> Tensor:
     """[jit hook] Tell a tracing ndl.jit that ``tensor`` is a fresh random draw: a replay
-    calls ``redraw()`` (the same call, drawing from the same generator in the same order)."""
+    calls ``redraw()`` (the same call, drawing from the same generator in the same order),
+    or just ``values()``, the same draw as a numpy array before the cast to the tensor's
+    dtype, when that gives the same bits (the jit checks it on the traced call)."""
     if autograd._TRACER is not None:
+        redraw.values = values
         autograd._TRACER.random(tensor, redraw)
     return tensor
 
@@ -63,7 +66,8 @@ def rand(
     device = _device(device, "init.rand")
     array = _draw(device, "rand", shape) * (high - low) + low
     return _random(_tensor(array, device, dtype, requires_grad),
-                   lambda: rand(*shape, low=low, high=high, device=device, dtype=dtype))
+                   lambda: rand(*shape, low=low, high=high, device=device, dtype=dtype),
+                   lambda: _draw(device, "rand", shape) * (high - low) + low)
 
 
 def randn(
@@ -78,7 +82,8 @@ def randn(
     device = _device(device, "init.randn")
     array = _draw(device, "randn", shape) * std + mean
     return _random(_tensor(array, device, dtype, requires_grad),
-                   lambda: randn(*shape, mean=mean, std=std, device=device, dtype=dtype))
+                   lambda: randn(*shape, mean=mean, std=std, device=device, dtype=dtype),
+                   lambda: _draw(device, "randn", shape) * std + mean)
 
 
 def constant(
@@ -125,7 +130,8 @@ def randb(
     if BACKEND == "nd" and np.dtype(dtype).kind != "f":
         dtype = "float32"
     return _random(_tensor(mask, device, dtype, requires_grad),
-                   lambda: randb(*shape, p=p, device=device, dtype=asked))
+                   lambda: randb(*shape, p=p, device=device, dtype=asked),
+                   lambda: _draw(device, "rand", shape) <= p)
 
 
 def one_hot(

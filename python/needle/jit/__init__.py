@@ -49,7 +49,9 @@ from ..errors import JitError
 from . import _state
 from ._kernels import SHAPE_ONLY
 from ._program import CompileError, Compiled, compile_program
-from ._record import DISPATCH, HOST, INPUT, RANDOM, STATE, Recorder, raw_of, recording
+from ._record import (
+    DISPATCH, HOST, INPUT, RANDOM, STATE, Recorder, fingerprint, raw_of, recording,
+)
 
 __all__ = ["jit", "JitFunction", "JitError", "JitWarning", "is_tracing"]
 
@@ -185,7 +187,7 @@ class Trace:
             for slot, reader, meta in self.states:
                 E[slot] = _read(reader, meta)
             for slot, make in self.producers:
-                E[slot] = raw_of(make().cached_data)
+                E[slot] = make.fn() if make.__class__ is _Raw else raw_of(make().cached_data)
             for target in self.clear:
                 (tensors[target[1]] if target[0] == "arg" else target[1]).grad = None
             call_quietly(c.run, E)  # numpy's FP warnings off, as in eager ops (needle._fp)
@@ -456,7 +458,11 @@ def _aliases(tensors: list) -> tuple:
 
 def _check_rng(rec: Recorder, before: tuple) -> list:
     """Redo the recorded draws from the RNG state before the call: they must end where the
-    call ended, or the function drew random numbers some other way (not replayable)."""
+    call ended, or the function drew random numbers some other way (not replayable).
+
+    The draws are redone the cheap way (the values before the cast to the tensor's dtype);
+    where those give the same bits as the traced call, a replay draws them that way too.
+    """
     after = np.random.get_state()
     randoms = [rec.slots[i] for i in rec.producers if rec.slots[i].kind == RANDOM]
     if not randoms and _same_rng(before, after):
@@ -464,7 +470,15 @@ def _check_rng(rec: Recorder, before: tuple) -> list:
     np.random.set_state(before)
     try:
         for slot in randoms:
-            slot.source()
+            redraw = slot.source
+            dtype = slot.meta[1]
+            values = getattr(redraw, "values", None)
+            if values is not None:
+                fast = _cast(values, dtype)
+                if fingerprint(fast()) == slot.fp:
+                    slot.source = _Raw(fast)
+                continue
+            redraw()
         redone = np.random.get_state()
     finally:
         np.random.set_state(after)
@@ -473,6 +487,24 @@ def _check_rng(rec: Recorder, before: tuple) -> list:
     return ["numpy's global random generator was used other than through needle.init "
             "(e.g. np.random.* inside the function): a replay would not redraw those numbers; "
             "use ndl.init.rand/randn/randb"]
+
+
+class _Raw:
+    """A producer that returns its raw array itself (not a Tensor)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+
+    def __call__(self) -> Any:
+        return self.fn()
+
+
+def _cast(values: Callable, dtype: Any) -> Callable:
+    def draw() -> np.ndarray:
+        return np.asarray(values(), dtype=dtype)
+    return draw
 
 
 def _rawkey(data: Any) -> int | None:

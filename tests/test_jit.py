@@ -574,6 +574,39 @@ def test_gradients_of_arguments_are_written():
         assert_bitwise(_values(x1.grad, y1.grad), _values(x2.grad, y2.grad))
 
 
+def test_gradient_copies_made_by_the_engine_are_replayed():
+    # backward gives a read-only broadcast gradient memory of its own, and two leaves that
+    # got one gradient array each a copy: those copies are steps of the replay too, so every
+    # call's gradients are fresh, writable and independent, as eagerly.
+    w = nn.Parameter(_t([1.0, 2.0, 3.0], True))
+    v = nn.Parameter(_t([4.0, 5.0, 6.0], True))
+
+    @ndl.jit
+    def step(x):
+        w.grad = v.grad = None
+        ((w + v).sum() * x.sum()).backward()
+
+    for k in range(4):
+        step(_t([float(k), 1.0]))
+        assert w.grad.numpy().tolist() == [k + 1.0] * 3
+        assert v.grad.numpy().tolist() == [k + 1.0] * 3
+        assert w.grad._data is not v.grad._data
+        w.grad._data[0] = -1.0  # writable, and v's gradient is not w's
+        assert v.grad.numpy()[0] == k + 1.0
+    assert step.stats["replays"] == 3
+    u = nn.Parameter(_t([1.0, 2.0], True))
+
+    @ndl.jit
+    def total():
+        u.grad = None
+        u.sum().backward()
+
+    for _ in range(3):
+        total()
+        assert u.grad.numpy().tolist() == [1.0, 1.0] and u.grad._data.flags.writeable
+    assert total.stats["replays"] == 2
+
+
 def test_warnings_point_at_the_caller():
     state = {"n": 0}
 

@@ -205,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         profile(args.profile)
         return 0
-    names = [n.strip().upper() for n in args.only.split(",") if n.strip()] or list(wl.WORKLOADS)
+    # Names in any case (w2c is W2c).
+    spelled = {name.upper(): name for name in wl.WORKLOADS}
+    names = [spelled.get(n.strip().upper(), n.strip()) for n in args.only.split(",")
+             if n.strip()] or list(wl.WORKLOADS)
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     unknown = [n for n in names if n not in wl.WORKLOADS] + [
         f for f in frameworks if f not in wl.FRAMEWORKS]

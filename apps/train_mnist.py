@@ -169,26 +169,49 @@ def find_data(data_dir: str, seed: int, download: bool = True, source: str = "au
 # Training
 
 
+class Steps:
+    """The training and evaluation steps of :func:`run_epoch`, compiled by ``ndl.jit``
+    when ``jit`` (the results are the same bit for bit; the jitted steps keep their traces
+    across epochs, so make one ``Steps`` per model and optimizer)."""
+
+    def __init__(self, model: nn.Module, opt: Any = None, jit: bool = False) -> None:
+        loss_fn = nn.SoftmaxLoss()
+
+        def train_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
+            logits = model(X.reshape((X.shape[0], -1)))
+            loss = loss_fn(logits, y)
+            opt.reset_grad()
+            loss.backward()
+            opt.step()
+            return loss, logits
+
+        def eval_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
+            logits = model(X.reshape((X.shape[0], -1)))
+            return loss_fn(logits, y), logits
+
+        self.train = ndl.jit(train_step, enabled=jit)
+        self.eval = ndl.jit(eval_step, enabled=jit)
+
+
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,
-              desc: str | None = None, counted: int | None = None) -> tuple[float, float]:
+              desc: str | None = None, counted: int | None = None,
+              steps: Steps | None = None) -> tuple[float, float]:
     """One pass; trains when ``opt`` is given. Returns (mean loss, accuracy) over samples.
 
     In a distributed run the sums behind both are added up over the ranks, so every rank
     returns the figures of the whole data set; ``counted`` is how many of this rank's
     samples count (its first ones: ``DistributedSampler`` pads a rank's share at the end
-    with repeats, which take part in training but not in the figures).
+    with repeats, which take part in training but not in the figures). ``steps`` (a
+    :class:`Steps` of this model and optimizer) runs jitted steps.
     """
     loss_fn = nn.SoftmaxLoss()
+    steps = steps if steps is not None else Steps(model, opt)
+    step = steps.train if opt is not None else steps.eval
     model.train() if opt is not None else model.eval()
     bar = progress(loader, len(loader), desc or "", enabled=desc is not None)
     total_loss, correct, seen, position = 0.0, 0, 0, 0
     for X, y in bar:
-        logits = model(X.reshape((X.shape[0], -1)))
-        loss = loss_fn(logits, y)
-        if opt is not None:
-            opt.reset_grad()
-            loss.backward()
-            opt.step()
+        loss, logits = step(X, y)
         n = X.shape[0]
         keep = n if counted is None else max(0, min(n, counted - position))
         position += n
@@ -244,13 +267,16 @@ def _loader(dataset: ndl.data.Dataset, batch_size: int, shuffle: bool, seed: int
 def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int,
           weight_decay: float, seed: int, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None, norm: str = "batch",
-          drop_prob: float = 0.1, dtype: str = "float32") -> tuple[nn.Module, list]:
+          drop_prob: float = 0.1, dtype: str = "float32",
+          jit: bool = False) -> tuple[nn.Module, list]:
     """Adam with a cosine learning-rate schedule; returns the model and per-epoch metrics.
 
     ``on_epoch``, if given, is called with each epoch's metrics as soon as they exist.
     Inside an initialised ``needle.distributed`` process group the model is wrapped in
     ``DistributedDataParallel`` and each rank takes its share of every global batch of
-    ``batch_size``; the returned model is the wrapped one.
+    ``batch_size``; the returned model is the wrapped one. ``jit`` compiles the steps with
+    ``ndl.jit`` (the same results; not in a distributed run, whose gradient allreduce a
+    replay could not repeat).
     """
     np.random.seed(seed)
     model = build_model(data.dim, hidden_dim, norm, drop_prob, dtype)
@@ -260,6 +286,7 @@ def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int
     opt = ndl.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     train_loader, sampler, train_counted = _loader(data.train, batch_size, True, seed, dtype)
     test_loader, _, test_counted = _loader(data.test, 256, False, seed, dtype)
+    steps = Steps(model, opt, jit and not distributed)
     history = []
     for e in range(epochs):
         start = time.perf_counter()
@@ -269,15 +296,15 @@ def train(data: Digits, epochs: int, batch_size: int, lr: float, hidden_dim: int
             model.reset_comm_stats()
         opt.lr = lr * 0.5 * (1 + math.cos(math.pi * e / epochs))
         desc = f"epoch {e + 1:>2}/{epochs}" if progress else None
-        train_loss, train_acc = run_epoch(train_loader, model, opt, desc, train_counted)
+        train_loss, train_acc = run_epoch(train_loader, model, opt, desc, train_counted, steps)
         record = {"epoch": e + 1, "lr": opt.lr, "train_loss": train_loss,
                   "train_acc": train_acc}
         if distributed:
             stats = model.comm_stats()
-            steps = max(stats["rounds"], 1)
-            record["allreduce_ms_per_step"] = 1e3 * stats["comm_seconds"] / steps
-            record["allreduce_wait_ms_per_step"] = 1e3 * stats["wait_seconds"] / steps
-        test_loss, test_acc = run_epoch(test_loader, model, counted=test_counted)
+            rounds = max(stats["rounds"], 1)
+            record["allreduce_ms_per_step"] = 1e3 * stats["comm_seconds"] / rounds
+            record["allreduce_wait_ms_per_step"] = 1e3 * stats["wait_seconds"] / rounds
+        test_loss, test_acc = run_epoch(test_loader, model, counted=test_counted, steps=steps)
         record.update(test_loss=test_loss, test_acc=test_acc,
                       seconds=time.perf_counter() - start)
         history.append(record)
@@ -348,6 +375,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "of processes then agree to rounding)")
     parser.add_argument("--no-download", action="store_true",
                         help="do not try to download MNIST")
+    parser.add_argument("--jit", action=argparse.BooleanOptionalAction, default=True,
+                        help="compile the training and evaluation steps with ndl.jit (the "
+                        "default: the same numbers bit for bit, faster; not in a distributed "
+                        "run); --no-jit runs them eagerly")
     parser.add_argument(
         "--distributed", action="store_true",
         help="data-parallel over the processes that mpiexec started (implied when it started "
@@ -406,7 +437,7 @@ def _run(args: argparse.Namespace) -> dict:
     print(f"model: MLPResNet(dim={data.dim}, hidden_dim={args.hidden_dim}, {norm}, dropout "
           f"{args.drop_prob}), Adam lr={args.lr} (cosine), weight_decay={args.weight_decay}, "
           f"batch {args.batch_size}, {epochs} epochs, seed {args.seed}, {args.dtype}, "
-          f"backend {ndl.BACKEND}")
+          f"backend {ndl.BACKEND}{', ndl.jit' if args.jit and not args.distributed else ''}")
     columns = list(COLUMNS)
     if args.distributed:
         world = dist.get_world_size()
@@ -418,7 +449,7 @@ def _run(args: argparse.Namespace) -> dict:
     model, history = train(data, epochs, args.batch_size, args.lr, args.hidden_dim,
                            args.weight_decay, args.seed, progress=rank == 0,
                            on_epoch=_table_row(table), norm=args.norm,
-                           drop_prob=args.drop_prob, dtype=args.dtype)
+                           drop_prob=args.drop_prob, dtype=args.dtype, jit=args.jit)
     train_seconds = sum(h["seconds"] for h in history)
     final = history[-1]["test_acc"]
 

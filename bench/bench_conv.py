@@ -49,6 +49,25 @@ def needle_step(model: ResNet9, x: np.ndarray, y: np.ndarray) -> Callable[[], fl
     return step
 
 
+def needle_jit_step(model: ResNet9, x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    """The same step compiled by ``ndl.jit`` (it returns the loss; the float is read outside)."""
+    dev = ndl.cpu()
+    X = ndl.Tensor(x, device=dev, requires_grad=False)
+    Y = ndl.Tensor(y, device=dev, requires_grad=False)
+    loss_fn = nn.SoftmaxLoss()
+
+    @ndl.jit
+    def traced(X: ndl.Tensor, Y: ndl.Tensor) -> ndl.Tensor:
+        loss = loss_fn(model(X), Y)
+        loss.backward()
+        return loss
+
+    def step() -> float:
+        return float(traced(X, Y).numpy())
+
+    return step
+
+
 def torch_resnet9(torch, model: ResNet9):
     """The same network in PyTorch, with ``model``'s parameters copied in."""
     tnn = torch.nn
@@ -136,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
     y = rng.integers(0, 10, args.batch)
     np.random.seed(0)
     model = ResNet9(device=ndl.cpu())
-    steps = {"needle": needle_step(model, x, y)}
+    steps = {"needle": needle_step(model, x, y), "needle (jit)": needle_jit_step(model, x, y)}
     try:
         import torch
     except ImportError:
@@ -147,8 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
         net = torch_resnet9(torch, model)
         steps["torch"] = torch_step(torch, net, x, y)
         check = _check(model, net, steps["needle"](), steps["torch"]())
-    for step in steps.values():  # warm up
-        step()
+    for _ in range(3):  # warm up (jit: its traces)
+        for step in steps.values():
+            step()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.repeat):
         for name, step in steps.items():
@@ -168,6 +188,10 @@ def main(argv: list[str] | None = None) -> dict:
         best_ratio = result["needle"][1] / result["torch"][1]
         result["ratio"] = (ratio, best_ratio)
         lines += ["", f"needle / torch: {ratio:.2f}x (median), {best_ratio:.2f}x (best)"]
+        jit_ratio = result["needle (jit)"][0] / result["torch"][0]
+        jit_best = result["needle (jit)"][1] / result["torch"][1]
+        result["jit_ratio"] = (jit_ratio, jit_best)
+        lines += [f"needle (jit) / torch: {jit_ratio:.2f}x (median), {jit_best:.2f}x (best)"]
     text = "\n".join(lines) + "\n"
     print(text, end="")
     os.makedirs(args.out_dir, exist_ok=True)

@@ -9,11 +9,13 @@ import statistics
 from .workloads import BASELINE, WORKLOADS
 
 LABELS = {"numpy": "numpy by hand", "needle-nd": "needle (nd)", "needle-np": "needle (np)",
-          "torch": "PyTorch", "autograd": "HIPS autograd"}
+          "needle-jit": "needle (jit)", "torch": "PyTorch", "torch-compile": "torch.compile",
+          "autograd": "HIPS autograd"}
 # A max/min spread above this flags a row: another process probably shared the cores.
 NOISY = 1.5
 COLORS = {"numpy": "#7f7f7f", "needle-nd": "#d62728", "needle-np": "#ff9896",
-          "torch": "#1f77b4", "autograd": "#2ca02c"}
+          "needle-jit": "#9467bd", "torch": "#1f77b4", "torch-compile": "#aec7e8",
+          "autograd": "#2ca02c"}
 
 
 def cpu_model() -> str:
@@ -137,6 +139,32 @@ def memory_table(results: dict, frameworks: list[str]) -> list[str]:
         counter = "–" if counter is None else f"{counter:+d} (from {r['counter_start']})"
         rows.append(f"| {LABELS[fw]} | {r['rss_start_mb']:.0f} MB | {r['rss_mb']:+.1f} MB | "
                     f"{counter} |")
+    return rows
+
+
+def peak_table(results: dict, frameworks: list[str]) -> list[str]:
+    """Peak memory of one step per workload and framework (``Worker.peak``), in MB."""
+    shown = [fw for fw in frameworks
+             if any(r.get("peak", {}).get("status") == "ok"
+                    for (_, f), r in results.items() if f == fw)]
+    if not shown:
+        return []
+    rows = ["| workload | " + " | ".join(LABELS[fw] for fw in shown) + " |",
+            "|---|" + "---:|" * len(shown)]
+    for name in WORKLOADS:
+        cells, any_ok = [], False
+        for fw in shown:
+            peak = results.get((name, fw), {}).get("peak", {})
+            if peak.get("status") == "ok":
+                any_ok = True
+                cells.append(f"{peak['peak_mb']:.2f}")
+            else:
+                cells.append("–")
+        if any_ok:
+            sizes = next((r["peak"].get("sizes") for (n, _), r in results.items()
+                          if n == name and r.get("peak", {}).get("sizes")), None)
+            note = f" ({', '.join(f'{k}={v:,}' for k, v in sizes.items())})" if sizes else ""
+            rows.append(f"| {name}{note} | " + " | ".join(cells) + " |")
     return rows
 
 

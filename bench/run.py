@@ -45,7 +45,8 @@ class WorkerProcess:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
         if framework.startswith("needle-"):
-            env["NEEDLE_BACKEND"] = framework.split("-", 1)[1]
+            backend = framework.split("-", 1)[1]
+            env["NEEDLE_BACKEND"] = backend if backend in ("nd", "np") else "nd"
         self.framework = framework
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.run", "--worker", framework, "--threads", str(threads)],
@@ -106,6 +107,22 @@ def run_timed(name: str, workers: dict, repeats: int, number: int, results: dict
         workers[fw].ask("drop")
 
 
+# W4's 100,000-op chain would take minutes under tracemalloc: its peak is measured shorter.
+PEAK_SIZES = {"W4": {"n_ops": 10_000}}
+
+
+def run_peaks(name: str, workers: dict, results: dict) -> None:
+    """Peak memory of one step of ``name`` in every framework (see Worker.peak)."""
+    for fw, w in workers.items():
+        if results.get((name, fw), {}).get("status") != "ok":
+            continue
+        reply = w.ask("peak", workload=name, sizes=PEAK_SIZES.get(name, {}))
+        results[name, fw]["peak"] = reply
+        if reply.get("status") == "ok":
+            log(f"  {name} {fw:10s} peak {reply['peak_mb']:.2f} MB "
+                f"(at the step's start {reply['base_mb']:.2f} MB)")
+
+
 def run_memory(frameworks: list[str], threads: int, steps: int, results: dict) -> None:
     """W5: per framework, RSS (and TENSOR_COUNTER) growth over ``steps`` W2 steps.
 
@@ -164,6 +181,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save", action="store_true",
                         help="also rewrite the committed bench/RESULTS.md and docs/bench.png")
     parser.add_argument("--profile", metavar="W", help="cProfile needle on one workload")
+    parser.add_argument("--no-peak", action="store_true",
+                        help="skip the peak-memory measurement (tracemalloc) of each workload")
     parser.add_argument("--worker", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -220,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             repeats = min(spec.repeats, 3) if args.quick else spec.repeats
             number = max(1, spec.number // 4) if args.quick else spec.number
             run_timed(name, workers, repeats, number, results, args.pause)
+            if not args.no_peak:
+                run_peaks(name, workers, results)
     finally:
         for w in workers.values():
             w.close()
@@ -232,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["", f"Command: `python -m bench.run{mode}{only}`, {elapsed:.0f} s in all; "
              f"load average at the end {os.getloadavg()[0]:.2f}."]
     header = report.machine_lines(hello, args.threads)
+    peaks = report.peak_table(results, frameworks)
+    if peaks:
+        extra += ["", "Peak memory of one step (tracemalloc; everything allocated since the "
+                  "workload was built: data, parameters, optimizer state, jit buffers and the "
+                  "step's temporaries; not PyTorch, whose memory tracemalloc cannot see):", "",
+                  *peaks]
     for markdown, chart in output_paths(args):
         os.makedirs(os.path.dirname(markdown), exist_ok=True)
         text = report.write_markdown(markdown, header, results, frameworks, extra)

@@ -142,6 +142,39 @@ class Worker:
             out["counter_growth"] = autograd_module.TENSOR_COUNTER - count0
         return out
 
+    def peak(self, name: str, sizes: dict) -> dict:
+        """Peak traced memory (tracemalloc) during one step of a fresh instance, after the
+        check step and two warm-up steps (for ndl.jit: the traces and a replay).
+
+        Everything allocated since the instance was built counts: data, parameters,
+        optimizer state, jit buffers and the step's temporaries. PyTorch's tensors are not
+        allocated through Python's allocator, so tracemalloc cannot see them.
+        """
+        import tracemalloc
+
+        if self.framework.startswith("torch"):
+            return {"status": "unavailable", "message": "tracemalloc does not see torch memory"}
+        data = wl.make_data(name, **sizes)
+        self.case = None
+        gc.collect()
+        tracemalloc.start()
+        try:
+            try:
+                case = self._load().build(name, data)
+            except wl.Unavailable as e:
+                return {"status": "unavailable", "message": str(e)}
+            for _ in range(3):
+                case.step()
+            gc.collect()
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            case.step()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return {"status": "ok", "peak_mb": peak / 2**20, "base_mb": base / 2**20,
+                "sizes": sizes}
+
     def drop(self) -> dict:
         self.case = None
         gc.collect()
@@ -159,6 +192,8 @@ class Worker:
                 return self.memory(cmd["steps"])
             if cmd["cmd"] == "drop":
                 return self.drop()
+            if cmd["cmd"] == "peak":
+                return self.peak(cmd["workload"], cmd.get("sizes", {}))
             return {"status": "error", "message": f"unknown command {cmd['cmd']!r}"}
         except wl.Mismatch as e:
             return {"status": "mismatch", "message": str(e)}

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FRAMEWORKS = ["numpy", "needle-nd", "needle-np", "torch", "autograd"]
+FRAMEWORKS = ["numpy", "needle-nd", "needle-np", "needle-jit", "torch", "torch-compile",
+              "autograd"]
 BASELINE = "numpy"
 
 
@@ -76,6 +77,8 @@ class Mismatch(AssertionError):
 
 def framework_module(framework: str):
     """The module that implements ``framework`` (``needle-nd`` and ``needle-np`` share one)."""
+    if framework in ("needle-jit", "torch-compile"):
+        return importlib.import_module(f"bench.fw_{framework.replace('-', '_')}")
     name = "needle" if framework.startswith("needle") else framework
     return importlib.import_module(f"bench.fw_{name}")
 

@@ -30,6 +30,7 @@ from .errors import (
     DTypeError,
     GraphError,
     IndexOutOfRange,
+    JitError,
     NeedleError,
     ShapeError,
 )
@@ -43,5 +44,6 @@ from .serialization import load, save  # noqa: E402
 from . import graph, functional  # noqa: E402,I001  (graph mode, function transforms)
 from . import distributed  # noqa: E402,I001  (data parallelism over MPI; mpi4py loads lazily)
 from . import viz  # noqa: E402,I001  (Graphviz pictures of the graph)
+from . import jit  # noqa: E402,I001  (ndl.jit(fn): a callable module, see needle/jit)
 
 from . import backend_ndarray  # noqa: E402,I001  (course tests: `from needle import backend_ndarray`)

@@ -39,6 +39,10 @@ LAZY_MODE = False
 # In-place writes so far (needle.inplace): the clock that new Values remember in ``_epoch``
 # (:func:`stamp`); while it is 0 the engine makes no in-place check at all.
 INPLACE_WRITES = 0
+# [jit hook] needle.jit's recorder while some thread traces a call, else None. The engine
+# reports new leaves, data writes, data reads and its own copies to it (one global test
+# each when off); op results reach it as an observer in OBSERVERS.
+TRACER: Any = None
 
 
 def live_values() -> int:
@@ -299,6 +303,8 @@ class Value:
         self.requires_grad = requires_grad
         if INPLACE_WRITES:
             self._epoch = INPLACE_WRITES
+        if TRACER is not None:  # [jit hook] a leaf made inside a traced call
+            TRACER.leaf(self)
 
     @classmethod
     def make_const(cls, data: Any, *, requires_grad: bool = False) -> Value:
@@ -323,6 +329,8 @@ def leaf(cls: type, data: Any, device: Any, requires_grad: bool = False) -> Valu
     value.requires_grad = requires_grad
     if INPLACE_WRITES:
         value._epoch = INPLACE_WRITES
+    if TRACER is not None:  # [jit hook] a leaf made inside a traced call
+        TRACER.leaf(value)
     return value
 
 
@@ -649,7 +657,24 @@ def _twin(node: Value, data: Any) -> Value:
     twin.requires_grad = node.requires_grad
     twin._data = data
     twin._device = node._device
+    if TRACER is not None:  # [jit hook] the copy is a step a replay must repeat
+        _report_copy(node, twin)
     return twin
+
+
+class Copy(Op):
+    """A copy of an array in memory of its own: the engine's copies of gradients, as a
+    tracer records them (never differentiated)."""
+
+    def compute(self, a: Any) -> Any:
+        return self.xp.array(a)
+
+
+def _report_copy(source: Value, value: Value) -> None:
+    """Tell the tracer that ``value``'s data is a copy of ``source``'s."""
+    op = Copy()
+    op.xp = value._device.xp
+    TRACER.op(op, (source,), value)
 
 
 def _region_key(data: Any) -> tuple:
@@ -667,6 +692,8 @@ def _own_memory(grad: Value) -> None:
         flags = getattr(data, "flags", None)
         if flags is not None and not flags.writeable:
             grad._data = grad._device.xp.array(data)
+            if TRACER is not None:  # [jit hook] the old data, as a leaf the tracer knows
+                _report_copy(leaf(type(grad), data, grad._device), grad)
 
 
 class _Callbacks(threading.local):
@@ -685,6 +712,8 @@ def queue_callback(fn: Callable[[], Any]) -> None:
     stack = _CALLBACKS.stack
     if not stack:
         raise GraphError("queue_callback: only valid inside backward() (e.g. from a hook)")
+    if TRACER is not None:  # [jit hook] a callback is Python that a replay would not run
+        TRACER.callback(fn)
     stack[-1].append(fn)
 
 

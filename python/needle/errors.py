@@ -30,6 +30,11 @@ class GraphError(NeedleError, RuntimeError):
     """Misuse of the autodiff graph: backward without a seed, NaN/Inf under anomaly mode..."""
 
 
+class JitError(NeedleError, RuntimeError):
+    """Code that ``ndl.jit`` cannot trace faithfully, e.g. reading a tensor's value into
+    Python (``.item()``, ``bool(t)``) inside a jitted function."""
+
+
 class CheckpointError(NeedleError, ValueError):
     """A checkpoint that cannot be read, or that does not fit the model."""
 

@@ -207,6 +207,8 @@ class _Clock:
 def _record_write(written: numpy.ndarray, op: str, tracked: bool) -> int:
     """Bump the version of the buffer behind ``written`` (the numpy view of the elements
     written); return the write's epoch."""
+    if core.TRACER is not None:  # [jit hook] a write into memory a replay would not repeat
+        core.TRACER.inplace(op)
     if not core.INPLACE_WRITES:
         # From now on every new Value remembers the write clock (core.stamp).
         core.OBSERVERS.append(core.stamp)

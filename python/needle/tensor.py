@@ -148,6 +148,8 @@ class TensorTuple(Value):
     def detach(self) -> TensorTuple:
         """Create a new tensor that shares the data but detaches from the graph."""
         realize(self)
+        if core.TRACER is not None:  # [jit hook] the new leaf aliases this tuple's data
+            core.TRACER.use(self)
         return leaf(TensorTuple, self._data, self._device)
 
 
@@ -199,6 +201,8 @@ class Tensor(Value):
             if dtype is None:
                 dtype = data.dtype
             if device == array._device and numpy.dtype(dtype) == data.dtype:
+                if core.TRACER is not None:  # [jit hook] the new leaf aliases array's data
+                    core.TRACER.use(array)
                 self._fill(data, array._device, requires_grad)
                 return
             array = array.numpy()
@@ -217,6 +221,8 @@ class Tensor(Value):
         self.requires_grad = requires_grad
         if core.INPLACE_WRITES:
             self._epoch = core.INPLACE_WRITES
+        if core.TRACER is not None:  # [jit hook] a leaf made inside a traced call
+            core.TRACER.leaf(self)
 
     @staticmethod
     def _array_from_numpy(numpy_array: Any, device: Any, dtype: Any) -> Any:
@@ -232,7 +238,10 @@ class Tensor(Value):
     def make_const(data: Any, requires_grad: bool = False) -> Tensor:
         """A leaf Tensor holding ``data`` (a backend array or a Tensor's data), no copy."""
         if isinstance(data, Tensor):
-            return leaf(Tensor, realize(data), data._device, requires_grad)
+            realize(data)
+            if core.TRACER is not None:  # [jit hook] the new leaf aliases data's storage
+                core.TRACER.use(data)
+            return leaf(Tensor, data._data, data._device, requires_grad)
         tensor = Tensor.__new__(Tensor)
         tensor._init(None, (), cached_data=data, requires_grad=requires_grad)
         return tensor
@@ -266,12 +275,18 @@ class Tensor(Value):
             )
         if value._device != self._device:
             raise DeviceError(f"Tensor.data: device {value._device} differs from {self._device}")
+        if core.TRACER is not None:  # [jit hook] a write to state that a replay must repeat
+            core.TRACER.use(value)
+            core.TRACER.wrote(self)
         # The one place ``.data`` is written.
         self._data = new
 
     def detach(self) -> Tensor:
         """Create a new tensor that shares the data but detaches from the graph."""
-        return leaf(Tensor, realize(self), self._device)
+        data = realize(self)
+        if core.TRACER is not None:  # [jit hook] the new leaf aliases this tensor's data
+            core.TRACER.use(self)
+        return leaf(Tensor, data, self._device)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         """Set ``requires_grad`` in place and return self."""
@@ -358,12 +373,21 @@ class Tensor(Value):
 
     def numpy(self) -> numpy.ndarray:
         """A numpy copy of the data."""
+        if core.TRACER is not None:  # [jit hook] reading data into Python while tracing
+            core.TRACER.read(self, "reads its value")
         data = realize(self)
         return self._device.to_numpy(data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> numpy.ndarray:
         out = self.numpy()
         return out if dtype is None else out.astype(dtype)
+
+    def __bool__(self) -> bool:
+        # Python's own rule for objects with __len__ (so 0-d tensors raise TypeError);
+        # defined only so that ``if t:`` inside a jitted function is caught.
+        if core.TRACER is not None:  # [jit hook] a branch on a tensor's value while tracing
+            core.TRACER.read(self, "is used as a condition (bool)")
+        return len(self) != 0
 
     def item(self) -> float:
         """The value of a one-element tensor as a Python number."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import core
 from ..backend_selection import default_device, mask_dtype
 from ..errors import ShapeError
 from ..tensor import Tensor, check_device
@@ -29,6 +30,17 @@ def _draw(device: Any, kind: str, shape: tuple) -> np.ndarray:
 
 def _tensor(array: np.ndarray, device: Any, dtype: Any, requires_grad: bool) -> Tensor:
     return Tensor(array, device=device, dtype=dtype, requires_grad=requires_grad)
+
+
+def _random(tensor: Tensor, redraw: Any, values: Any) -> Tensor:
+    """[jit hook] Tell a tracing ndl.jit that ``tensor`` is a fresh random draw: a replay
+    calls ``redraw()`` (the same call, drawing from the same generator in the same order),
+    or just ``values()``, the same draw as a numpy array before the cast to the tensor's
+    dtype, when that gives the same bits (the jit checks it on the traced call)."""
+    if core.TRACER is not None:
+        redraw.values = values
+        core.TRACER.random(tensor, redraw)
+    return tensor
 
 
 def rand(
@@ -52,7 +64,9 @@ def rand(
     """
     device = _device(device, "init.rand")
     array = _draw(device, "rand", shape) * (high - low) + low
-    return _tensor(array, device, dtype, requires_grad)
+    return _random(_tensor(array, device, dtype, requires_grad),
+                   lambda: rand(*shape, low=low, high=high, device=device, dtype=dtype),
+                   lambda: _draw(device, "rand", shape) * (high - low) + low)
 
 
 def randn(
@@ -66,7 +80,9 @@ def randn(
     """Normal samples with the given ``mean`` and ``std``."""
     device = _device(device, "init.randn")
     array = _draw(device, "randn", shape) * std + mean
-    return _tensor(array, device, dtype, requires_grad)
+    return _random(_tensor(array, device, dtype, requires_grad),
+                   lambda: randn(*shape, mean=mean, std=std, device=device, dtype=dtype),
+                   lambda: _draw(device, "randn", shape) * std + mean)
 
 
 def constant(
@@ -109,7 +125,9 @@ def randb(
     """
     device = _device(device, "init.randb")
     mask = _draw(device, "rand", shape) <= p
-    return _tensor(mask, device, mask_dtype(dtype), requires_grad)
+    return _random(_tensor(mask, device, mask_dtype(dtype), requires_grad),
+                   lambda: randb(*shape, p=p, device=device, dtype=dtype),
+                   lambda: _draw(device, "rand", shape) <= p)
 
 
 def one_hot(
@@ -125,6 +143,13 @@ def one_hot(
         Integer class ids (any shape; float tensors holding integers are fine).
     """
     device = _device(device, "init.one_hot")
+    if isinstance(i, Tensor) and i._data is not None and i.device == device and (
+            np.dtype(dtype).kind == "f"):
+        # An op on the ids tensor, not host code reading its values: ndl.jit replays it.
+        from ..ops import OneHot
+
+        out = OneHot(n, dtype)(i)
+        return out.requires_grad_(True) if requires_grad else out
     raw = i.numpy() if isinstance(i, Tensor) else np.asarray(i)
     ids = raw.astype(np.int64)
     if raw.dtype.kind == "f" and ids.size and not (ids == raw).all():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import init, ops
-from ..autograd import Tensor
+from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
 from .nn_basic import Module, Parameter, Sigmoid
 
@@ -55,15 +55,35 @@ def _check_cell_state(name: str, what: str, h: Any, x: Tensor, hidden_size: int)
                          f"input {x.shape}, got {tuple(np.shape(h))}")
 
 
-def _check_ids(name: str, ids: np.ndarray, n: int) -> np.ndarray:
-    """``ids`` as int64, or a ShapeError for ids that are not integers in [0, n)."""
-    as_int = ids.astype(np.int64)
-    if ids.dtype.kind == "f" and ids.size and not (as_int == ids).all():
-        bad = ids[as_int != ids].reshape(-1)[0]
+def _check_ids(name: str, ids: Any, n: int, xp: Any) -> Any:
+    """``ids`` as int64 (through the namespace ``xp``), or a ShapeError for ids that are
+    not integers in [0, n)."""
+    as_int = xp.asarray(ids, dtype=np.int64)
+    if ids.dtype.kind == "f" and ids.size and not bool(xp.all(xp.equal(as_int, ids))):
+        bad = ids[xp.not_equal(as_int, ids)].reshape(-1)[0]
         raise ShapeError(f"{name}: ids must be integers, got {bad}")
-    if as_int.size and (as_int.min() < 0 or as_int.max() >= n):
-        raise ShapeError(f"{name}: ids must be in [0, {n}), got {as_int.min()}..{as_int.max()}")
+    if as_int.size:
+        low, high = int(xp.min(as_int)), int(xp.max(as_int))
+        if low < 0 or high >= n:
+            raise ShapeError(f"{name}: ids must be in [0, {n}), got {low}..{high}")
     return as_int
+
+
+class _EmbeddingIndex(TensorOp):
+    """The ids of a ``(seq_len, batch)`` tensor checked and laid out as an ``(n, 1)``
+    integer index (no gradient). An op, not host code reading the ids, so that ``ndl.jit``
+    replays it on every call's ids."""
+
+    def __init__(self, num_embeddings: int):
+        self.num_embeddings = num_embeddings
+
+    def compute(self, x: Any) -> Any:
+        xp = self.xp
+        ids = _check_ids("Embedding", xp.reshape(x, (-1,)), self.num_embeddings, xp)
+        return xp.reshape(ids, (-1, 1))
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return (None,)
 
 
 class RNNCell(Module):
@@ -251,8 +271,9 @@ class Embedding(Module):
                                            dtype=dtype, requires_grad=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        ids = _check_ids("Embedding", np.asarray(x.numpy()).reshape(-1), self.num_embeddings)
         # An (n, 1) index broadcasts along the embedding dim: each id picks a whole row.
-        index = Tensor(ids.reshape(-1, 1), device=self.weight.device, requires_grad=False)
+        ids = x.detach() if x.device == self.weight.device else Tensor(
+            x, device=self.weight.device, requires_grad=False)
+        index = _EmbeddingIndex(self.num_embeddings)(ids)
         rows = ops.take_along_axis(self.weight, index, axis=0)
         return ops.reshape(rows, tuple(x.shape) + (self.embedding_dim,))

@@ -64,10 +64,9 @@ class MultiHeadAttention(Module):
 
     def softmax(self, logit: Tensor) -> Tensor:
         """Softmax over the last axis, shifted by the (constant) row maximum."""
-        shift = logit.numpy().max(axis=-1, keepdims=True)
-        shift = Tensor(np.broadcast_to(shift, logit.shape), device=logit.device,
-                       dtype=logit.dtype, requires_grad=False)
-        probs = ops.exp(logit - shift)
+        # The row maximum as a constant (detached), computed by ops so ndl.jit replays it.
+        shift = ops.max(logit.detach(), axes=(len(logit.shape) - 1,), keepdims=True)
+        probs = ops.exp(logit - ops.broadcast_to(shift, logit.shape))
         denom = probs.sum(axes=(len(logit.shape) - 1,)).reshape((*logit.shape[:-1], 1))
         return probs / ops.broadcast_to(denom, logit.shape)
 

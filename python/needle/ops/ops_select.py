@@ -25,7 +25,7 @@ from .ops_mathematic import (
 
 __all__ = ["Where", "where", "ScalarLike", "Clamp", "clamp", "clip", "Gather", "gather",
            "take_along_axis", "ScatterAdd", "scatter_add", "ArgMax", "argmax", "ArgMin",
-           "argmin"]
+           "argmin", "OneHot"]
 
 
 def _device_or_none(t: Tensor) -> Any:
@@ -433,3 +433,38 @@ def argmin(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
     """Index of the smallest value along ``axis``; see :func:`argmax`."""
     axis, keepdims = axes_keepdims("argmin", axis, keepdims, dim, keepdim, "axis")
     return ArgMin(axis, keepdims)(a)
+
+
+# ----------------------------------------------------------------------------------------------
+# one-hot rows (``init.one_hot`` of a tensor of class ids)
+
+
+class OneHot(TensorOp):
+    """Rows of the ``n x n`` identity picked by the integer class ids in ``ids``.
+
+    The result has ``ids``' shape plus a last axis of size ``n``, in ``dtype``. An op (not
+    host code reading the ids) so that ``ndl.jit`` replays it on every call's labels.
+    """
+
+    def __init__(self, n: int, dtype: Any = "float32"):
+        self.n = int(n)
+        self.dtype = numpy.dtype(dtype).name
+
+    def compute(self, ids: Any) -> Any:
+        xp = self.xp
+        as_int = xp.asarray(ids, dtype=numpy.int64)
+        if ids.dtype.kind == "f" and as_int.size and not bool(xp.all(xp.equal(as_int, ids))):
+            bad = ids[xp.not_equal(as_int, ids)].reshape(-1)[0]
+            raise ShapeError(f"one_hot: class ids must be integers, got {bad}")
+        if as_int.size:
+            low, high = int(xp.min(as_int)), int(xp.max(as_int))
+            if low < 0 or high >= self.n:
+                raise ShapeError(f"one_hot: class ids must be in [0, {self.n}); got "
+                                 f"{low}..{high}")
+        # Scatter into (len(ids), n) rather than index an n x n identity (PTB: n = 10,000).
+        out = xp.zeros(as_int.shape + (self.n,), dtype=self.dtype)
+        xp.put_along_axis(out, as_int[..., None], 1, axis=-1)
+        return out
+
+    def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:
+        return (None,)

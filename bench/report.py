@@ -81,9 +81,8 @@ def summarize(results: dict) -> dict:
 def timing_table(results: dict, frameworks: list[str]) -> list[str]:
     """The main table: one row per (workload, framework)."""
     stats = summarize(results)
-    rows = ["| workload | framework | median | min–max | × numpy | × PyTorch | peak memory "
-            "(× numpy) | check |",
-            "|---|---|---:|---:|---:|---:|---:|---|"]
+    rows = ["| workload | framework | median | min–max | × numpy | × PyTorch | check |",
+            "|---|---|---:|---:|---:|---:|---|"]
     for name, spec in WORKLOADS.items():
         if name == "W5" or not any(k[0] == name for k in results):
             continue
@@ -95,7 +94,7 @@ def timing_table(results: dict, frameworks: list[str]) -> list[str]:
             if (name, fw) not in stats:
                 status = r.get("status", "?")
                 note = "n/a" if status == "unavailable" else f"**{status.upper()}**"
-                rows.append(f"| {label} | {LABELS[fw]} | {note} | | | | | "
+                rows.append(f"| {label} | {LABELS[fw]} | {note} | | | | "
                             f"{_short(r.get('message', ''))} |")
                 continue
             med, lo, hi = stats[name, fw]
@@ -108,19 +107,8 @@ def timing_table(results: dict, frameworks: list[str]) -> list[str]:
             if name == "W6" and r.get("loss") is not None:
                 check = f"epoch-1 loss {r['loss']:.3f} (not checked)"
             rows.append(f"| {label} | {LABELS[fw]} | {_fmt(med)} {spec.unit} | "
-                        f"{_fmt(lo)}–{_fmt(hi)} | {ratios[0]} | {ratios[1]} | "
-                        f"{_peak(r, results.get((name, BASELINE)))} | {check} |")
+                        f"{_fmt(lo)}–{_fmt(hi)} | {ratios[0]} | {ratios[1]} | {check} |")
     return rows
-
-
-def _peak(r: dict, base: dict | None) -> str:
-    """A step's peak memory (tracemalloc) and its ratio to numpy by hand's."""
-    peak = r.get("peak_mb")
-    if peak is None:
-        return "–"
-    ref = None if base is None else base.get("peak_mb")
-    ratio = f" ({peak / ref:.2f})" if ref else ""
-    return f"{peak:.2f} MB{ratio}"
 
 
 def memory_table(results: dict, frameworks: list[str]) -> list[str]:
@@ -181,9 +169,7 @@ def write_markdown(path: str, header: list[str], results: dict, frameworks: list
              "Median of the repeats (each repeat times `number` steps and divides), min–max over",
              "the repeats; ratios are medians divided by the numpy-by-hand or PyTorch median",
              "(lower is faster). Every framework's loss and gradients were checked against",
-             "numpy by hand (largest relative error in the check column) before timing.",
-             "Peak memory: the most a step allocates above its starting level, as tracemalloc",
-             "sees it (numpy's buffers; not torch's), in a separate step after the timing.", "",
+             "numpy by hand (largest relative error in the check column) before timing.", "",
              *timing_table(results, frameworks), "",
              f"W5 memory over {WORKLOADS['W5'].sizes['steps']} W2 steps, after "
              f"{WORKLOADS['W5'].warmup} warm-up steps, each framework in a fresh process "

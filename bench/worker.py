@@ -92,29 +92,7 @@ class Worker:
         for _ in range(warmup):
             self.case.step()
         loss = got.get("loss")
-        return {"status": "ok", "err": err, "loss": None if loss is None else float(loss),
-                "peak_mb": self.peak()}
-
-    def peak(self) -> float | None:
-        """Peak memory above the step's starting level during one step, in MB, as
-        ``tracemalloc`` sees it (numpy reports its buffers to it); None for torch, whose
-        tensors it does not see. A first traced step makes the arrays a step replaces
-        (new parameters, gradients) traced, so that their release in the second counts."""
-        if self.framework == "torch":
-            return None
-        import tracemalloc
-
-        gc.collect()
-        tracemalloc.start()
-        try:
-            self.case.step()
-            gc.collect()
-            tracemalloc.reset_peak()
-            start = tracemalloc.get_traced_memory()[0]
-            self.case.step()
-            return (tracemalloc.get_traced_memory()[1] - start) / 2**20
-        finally:
-            tracemalloc.stop()
+        return {"status": "ok", "err": err, "loss": None if loss is None else float(loss)}
 
     def time(self, number: int) -> dict:
         step = self.case.step
@@ -156,11 +134,15 @@ class Worker:
             return {"status": "unavailable", "message": "tracemalloc does not see torch memory"}
         data = wl.make_data(name, **sizes)
         self.case = None
+        try:
+            module = self._load()  # imported outside the traced window
+        except ImportError as e:
+            return {"status": "unavailable", "message": str(e)}
         gc.collect()
         tracemalloc.start()
         try:
             try:
-                case = self._load().build(name, data)
+                case = module.build(name, data)
             except wl.Unavailable as e:
                 return {"status": "unavailable", "message": str(e)}
             for _ in range(3):

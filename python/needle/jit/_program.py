@@ -530,11 +530,14 @@ def check(c: Compiled, slots: list[Slot], fill: dict) -> int | None:
     E = list(c.template)
     for s, v in fill.items():
         E[s] = v
+    one = [None]
+    step_out = c.step_out
     for t, st in enumerate(c.steps):
         if st[0] == 10:
             continue  # a write to state: not while checking
-        run_steps([st], E)
-        out = c.step_out[t]
+        one[0] = st
+        run_steps(one, E)
+        out = step_out[t]
         if out >= 0 and fingerprint(E[out]) != slots[out].fp:
             return c.step_entry[t]
     return None

@@ -363,14 +363,14 @@ def lower(op: Any, in_metas: list, out_meta: Any, device: Any) -> Kernel | None:
     make = LOWER.get(type(op))
     if make is None:
         raw = getattr(op, "_raw", None)
-        if raw is None or any(is_tuple_meta(m) for m in in_metas) or is_tuple_meta(out_meta):
+        if raw is None or TupleMeta in map(type, in_metas) or is_tuple_meta(out_meta):
             return None
         # The op's own computation, able to write into a buffer (``out=``).
         op.xp = np
         if getattr(op, "_raw_out", False):
             return Kernel(raw, tuple(range(len(in_metas))), out=True, name=f"{op.name}._raw")
         return Kernel(raw, tuple(range(len(in_metas))), view=True, name=f"{op.name}._raw")
-    if any(is_tuple_meta(m) for m in in_metas) and not isinstance(
+    if TupleMeta in map(type, in_metas) and not isinstance(
             op, (ops.Stack, ops.TupleGetItem)):
         return None
     if is_tuple_meta(out_meta) and not isinstance(op, (ops.MakeTensorTuple, ops.Split)):

@@ -270,13 +270,14 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], forced: set,
     n = len(slots)
     canon = list(range(n))
     const_val: dict = {s.index: s.value for s in slots if s.kind == CONST}
+    const_has = const_val.__contains__
     cse: dict = {}
     kept = []
     for j, (op, ins, out) in enumerate(entries):
         ins = tuple(canon[i] for i in ins)
         skip = SHAPE_ONLY.get(type(op), ())
-        data_ins = [i for p, i in enumerate(ins) if p not in skip]
-        if j not in forced and all(i in const_val for i in data_ins):
+        data_ins = [i for p, i in enumerate(ins) if p not in skip] if skip else ins
+        if j not in forced and all(map(const_has, data_ins)):
             value = _fold(op, ins, skip, slots, const_val, out)
             if value is not None and fingerprint(value) == slots[out].fp:
                 const_val[out] = value
@@ -370,15 +371,14 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], forced: set,
     # Values known now: constants, buffers (an out kernel returns its buffer), and views of
     # those, which are made once here instead of at every call.
     static: dict = dict(const_val)
+    static_has = static.__contains__
     for t, (j, _, ins, out, kernel) in enumerate(live):
         meta = slots[out].meta
         g = find.find(out)
         args = [ins[p] for p in kernel.args]
         fn = kernel.fn
-        if kernel.view and kernel.name.endswith(("view", "reshape", "reshape_like", "getitem",
-                                                 "tuple", "identity", "as_row", "as_column",
-                                                 "sum_like_view", "transpose", "permute")) \
-                and args and all(a in static for a in args) and out not in root_set:
+        if kernel.view and args and all(map(static_has, args)) and out not in root_set \
+                and kernel.name.endswith(_STATIC_VIEWS):
             value = fn(*[static[a] for a in args])
             boxed = value
             if kernel.box and not is_tuple_meta(meta) and meta[0] == ():
@@ -386,8 +386,9 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], forced: set,
             if _same_objects(boxed, value) and _is_view(value, [static[a] for a in args]):
                 static[out] = template[out] = value
                 c.n_static += 1
-                _release(t, ends, group_bufs, pool, members, slots, template, steps,
-                         step_entry, step_out)
+                if t in ends:
+                    _release(t, ends, group_bufs, pool, members, slots, template, steps,
+                             step_entry, step_out)
                 continue
         order = None if is_tuple_meta(meta) else meta[3]
         buf = fresh = None
@@ -438,8 +439,9 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], forced: set,
             steps.append((10, fn_, out))
             step_entry.append(-1)
             step_out.append(-1)
-        _release(t, ends, group_bufs, pool, members, slots, template, steps, step_entry,
-                 step_out)
+        if t in ends:
+            _release(t, ends, group_bufs, pool, members, slots, template, steps, step_entry,
+                     step_out)
     c.late = [(fn_, slot) for slot, fns in pending.items() for fn_ in fns]
     c.steps = steps
     c.roots = roots
@@ -447,6 +449,11 @@ def plan(slots: list[Slot], entries: list[tuple], roots: list[int], forced: set,
     c.step_entry = step_entry
     c.step_out = step_out
     return c
+
+
+# Names of the view kernels whose result can be made once at compile time.
+_STATIC_VIEWS = ("view", "reshape", "reshape_like", "getitem", "tuple", "identity", "as_row",
+                 "as_column", "sum_like_view", "transpose", "permute")
 
 
 def _root(a: np.ndarray) -> np.ndarray:
@@ -477,12 +484,17 @@ def _release(t: int, ends: dict, group_bufs: dict, pool: dict, members: dict, sl
     """After step ``t``: the buffers of the groups whose last reader it was go back to the
     pool, and their large values leave the slot table."""
     drop = []
-    for dg in ends.get(t, ()):
-        for key, b in group_bufs.pop(dg, ()):
-            pool.setdefault(key, []).append(b)
-        size = sum(_nbytes(slots[m].meta) for m in members.get(dg, ()))
+    for dg in ends[t]:
+        bufs = group_bufs.pop(dg, None)
+        if bufs:
+            for key, b in bufs:
+                pool.setdefault(key, []).append(b)
+        ms = members.get(dg, ())
+        size = 0
+        for m in ms:
+            size += _nbytes(slots[m].meta)
         if size >= FREE_BYTES:
-            drop.extend(m for m in members.get(dg, ()) if template[m] is None)
+            drop.extend(m for m in ms if template[m] is None)
     if drop:
         steps.append((9, tuple(drop)))
         step_entry.append(-1)
@@ -518,11 +530,14 @@ def check(c: Compiled, slots: list[Slot], fill: dict) -> int | None:
     E = list(c.template)
     for s, v in fill.items():
         E[s] = v
+    one = [None]
+    step_out = c.step_out
     for t, st in enumerate(c.steps):
         if st[0] == 10:
             continue  # a write to state: not while checking
-        run_steps([st], E)
-        out = c.step_out[t]
+        one[0] = st
+        run_steps(one, E)
+        out = step_out[t]
         if out >= 0 and fingerprint(E[out]) != slots[out].fp:
             return c.step_entry[t]
     return None

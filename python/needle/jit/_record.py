@@ -181,9 +181,14 @@ class Recorder:
     # -- hooks (called by the engine through the dispatcher) -----------------------------------
 
     def op(self, op: Any, inputs: tuple, value: Any) -> None:
-        ins = tuple(self.slot_for(x) for x in inputs)
-        skip = self.shape_only.get(type(op), ())
-        const = all(self.slots[s].const for i, s in enumerate(ins) if i not in skip)
+        slot_for = self.slot_for
+        ins = tuple([slot_for(x) for x in inputs])
+        skip = self.shape_only.get(type(op))
+        slots = self.slots
+        if skip:
+            const = all(slots[s].const for i, s in enumerate(ins) if i not in skip)
+        else:
+            const = all([slots[s].const for s in ins])
         slot = self._new(OP, value, const)
         slot.source = len(self.entries)
         self.entries.append((op, ins, slot.index))

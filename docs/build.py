@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -39,6 +40,11 @@ def main() -> int:
     import pdoc
     import pdoc.extract
     import pdoc.render
+
+    # needle.autograd's TENSOR_COUNTER and LAZY_MODE are properties of the module's class
+    # (live values the course reads), which pdoc looks for in the module's namespace only;
+    # the module docstring documents them.
+    warnings.filterwarnings("ignore", r"Found '(TENSOR_COUNTER|LAZY_MODE)' in needle\.autograd")
 
     # pdoc walks a package's submodules but hides those a package's __all__ leaves out
     # (needle.ops re-exports its ops): name those modules too, each once.

@@ -1,9 +1,33 @@
-"""Argument spellings shared by the reductions: Needle's ``axes``/``keepdims`` and
-PyTorch's ``dim``/``keepdim``."""
+"""Argument spellings: Needle's and numpy's (``axes``/``axis``, ``keepdims``) beside
+PyTorch's (``dim``, ``keepdim``), resolved the same way by every op that takes them.
+
+Giving both spellings of one argument is an error, even when the values agree, because one
+of them is then a leftover that the reader may misread.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..errors import DTypeError
+
+
+def pick(op: str, name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """The argument given as ``name`` or as its PyTorch ``alias``; ``default`` if neither.
+
+    ``None`` means "not given" for both spellings.
+
+    Raises
+    ------
+    DTypeError
+        Both spellings were given.
+    """
+    if alias_value is None:
+        return default if value is None else value
+    if value is not None:
+        raise DTypeError(f"{op}: got both {name}={value!r} and {alias}={alias_value!r}; "
+                         f"they are two spellings of the same argument, give one")
+    return alias_value
 
 
 def reduction_args(
@@ -14,6 +38,7 @@ def reduction_args(
     keepdim: bool | None = None,
     *,
     axes_default: Any = None,
+    name: str = "axes",
 ) -> tuple[Any, bool]:
     """Resolve ``dim=``/``keepdim=`` (PyTorch) against ``axes=``/``keepdims=`` (Needle).
 
@@ -31,6 +56,8 @@ def reduction_args(
     axes_default : optional
         The op's default for ``axes`` (``-1`` for softmax): ``axes`` equal to it counts as
         not given.
+    name : str
+        How the op spells ``axes`` (``"axis"`` for argmax), for the error message.
 
     Returns
     -------
@@ -38,17 +65,17 @@ def reduction_args(
 
     Raises
     ------
-    TypeError
-        Both spellings of the same argument were given.
+    DTypeError
+        Both spellings of the same argument were given (a ``TypeError``).
     """
     if dim is not None:
         if axes is not axes_default and axes != axes_default:
-            raise TypeError(f"{op}: got both axes={axes!r} and dim={dim!r}; they are two "
-                            "spellings of the same argument, give one")
+            raise DTypeError(f"{op}: got both {name}={axes!r} and dim={dim!r}; they are two "
+                             "spellings of the same argument, give one")
         axes = dim
     if keepdim is not None:
         if keepdims:
-            raise TypeError(f"{op}: got both keepdims={keepdims!r} and keepdim={keepdim!r}; "
+            raise DTypeError(f"{op}: got both keepdims={keepdims!r} and keepdim={keepdim!r}; "
                             "they are two spellings of the same argument, give one")
         keepdims = bool(keepdim)
     return axes, keepdims

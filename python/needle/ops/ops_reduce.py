@@ -1,7 +1,7 @@
 """More reductions: min (the mirror of max), var and std (PyTorch's ``correction=``).
 
 They take numpy's ``axes=``/``keepdims=`` and PyTorch's ``dim=``/``keepdim=`` (see
-``_torch_args``). Gradients are needle ops only; where a gradient needs the number of
+``_args``). Gradients are needle ops only; where a gradient needs the number of
 reduced elements, which a graph-mode placeholder does not know when the gradient graph is
 built, the shape-polymorphic pair ``BroadcastScaled``/``SumScaled`` reads it at compute time.
 """
@@ -15,7 +15,7 @@ import numpy
 
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, ShapeError
-from ._torch_args import axes_keepdims
+from ._args import reduction_args
 from .ops_mathematic import BroadcastLike, Mean, Summation, _normalize_axes, broadcast_like, equal
 from .ops_trig import float_input
 
@@ -68,7 +68,7 @@ def min(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,
     Tensor
         The minima; the gradient is split evenly among tied minima, as ``max`` does.
     """
-    axes, keepdims = axes_keepdims("min", axes, keepdims, dim, keepdim)
+    axes, keepdims = reduction_args("min", axes, dim, keepdims, keepdim)
     return Min(axes, keepdims)(a)
 
 
@@ -206,7 +206,7 @@ def var(a: Tensor, axes: Any = None, correction: float = 1, keepdims: bool = Fal
         Computed in two passes (mean, then squared deviations), so a large common offset
         does not cancel the result away.
     """
-    axes, keepdims = axes_keepdims("var", axes, keepdims, dim, keepdim)
+    axes, keepdims = reduction_args("var", axes, dim, keepdims, keepdim)
     return Var(axes, _check_correction(correction, "var"), keepdims)(a)
 
 
@@ -238,5 +238,5 @@ def std(a: Tensor, axes: Any = None, correction: float = 1, keepdims: bool = Fal
     Parameters are those of :func:`var`. Where the deviation is exactly zero the gradient
     is zero (as in PyTorch), not NaN.
     """
-    axes, keepdims = axes_keepdims("std", axes, keepdims, dim, keepdim)
+    axes, keepdims = reduction_args("std", axes, dim, keepdims, keepdim)
     return Std(axes, _check_correction(correction, "std"), keepdims)(a)

@@ -14,7 +14,7 @@ import numpy
 
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, IndexOutOfRange, ShapeError
-from ._torch_args import axes_keepdims, pick
+from ._args import pick, reduction_args
 from .ops_mathematic import (
     _scalar,
     greater_equal,
@@ -424,14 +424,14 @@ def argmax(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
     Tensor
         Integer values (int64), the first index at ties; it does not require grad.
     """
-    axis, keepdims = axes_keepdims("argmax", axis, keepdims, dim, keepdim, "axis")
+    axis, keepdims = reduction_args("argmax", axis, dim, keepdims, keepdim, name="axis")
     return ArgMax(axis, keepdims)(a)
 
 
 def argmin(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
            dim: int | None = None, keepdim: bool | None = None) -> Tensor:
     """Index of the smallest value along ``axis``; see :func:`argmax`."""
-    axis, keepdims = axes_keepdims("argmin", axis, keepdims, dim, keepdim, "axis")
+    axis, keepdims = reduction_args("argmin", axis, dim, keepdims, keepdim, name="axis")
     return ArgMin(axis, keepdims)(a)
 
 

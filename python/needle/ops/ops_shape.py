@@ -13,7 +13,7 @@ import numpy
 
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, ShapeError
-from ._torch_args import pick
+from ._args import pick
 from .ops_mathematic import ReshapeLike, _normalize_axes, zeros_like
 
 __all__ = ["Concatenate", "ConcatSlice", "concatenate", "cat", "Squeeze", "squeeze",

@@ -134,8 +134,9 @@ def matmuls(data: dict) -> Case:
     return Case(step, result)
 
 
-def digits_epoch(data: dict) -> Case:
-    """W6: one training epoch of ``make demo`` (apps.train_mnist's MLPResNet and run_epoch)."""
+def digits_epoch(data: dict, jit: bool = False) -> Case:
+    """W6: one training epoch of ``make demo`` (apps.train_mnist's MLPResNet and run_epoch);
+    ``jit=True`` compiles the training step with ndl.jit (``Steps(..., jit=True)``)."""
     try:
         from apps import train_mnist
     except ImportError as e:
@@ -145,10 +146,11 @@ def digits_epoch(data: dict) -> Case:
     opt = ndl.optim.Adam(model.parameters(), lr=data["lr"], weight_decay=data["weight_decay"])
     dataset = ndl.data.NDArrayDataset(data["X"], data["y"])
     loader = ndl.data.DataLoader(dataset, data["batch_size"], shuffle=True)
+    steps = train_mnist.Steps(model, opt, jit=jit)
     last: dict = {}
 
     def step() -> None:
-        last["loss"], last["acc"] = train_mnist.run_epoch(loader, model, opt)
+        last["loss"], last["acc"] = train_mnist.run_epoch(loader, model, opt, steps=steps)
 
     return Case(step, lambda: {"loss": np.float32(last["loss"])})
 

@@ -14,6 +14,7 @@ import numpy as np
 from .. import init, ops
 from ..autograd import Tensor, TensorOp
 from ..errors import ShapeError
+from ..ops.ops_select import check_ids
 from .nn_basic import Module, Parameter, Sigmoid
 
 __all__ = ["Sigmoid", "RNNCell", "RNN", "LSTMCell", "LSTM", "Embedding"]
@@ -55,20 +56,6 @@ def _check_cell_state(name: str, what: str, h: Any, x: Tensor, hidden_size: int)
                          f"input {x.shape}, got {tuple(np.shape(h))}")
 
 
-def _check_ids(name: str, ids: Any, n: int, xp: Any) -> Any:
-    """``ids`` as int64 (through the namespace ``xp``), or a ShapeError for ids that are
-    not integers in [0, n)."""
-    as_int = xp.asarray(ids, dtype=np.int64)
-    if ids.dtype.kind == "f" and ids.size and not bool(xp.all(xp.equal(as_int, ids))):
-        bad = ids[xp.not_equal(as_int, ids)].reshape(-1)[0]
-        raise ShapeError(f"{name}: ids must be integers, got {bad}")
-    if as_int.size:
-        low, high = int(xp.min(as_int)), int(xp.max(as_int))
-        if low < 0 or high >= n:
-            raise ShapeError(f"{name}: ids must be in [0, {n}), got {low}..{high}")
-    return as_int
-
-
 class _EmbeddingIndex(TensorOp):
     """The ids of a ``(seq_len, batch)`` tensor checked and laid out as an ``(n, 1)``
     integer index (no gradient). An op, not host code reading the ids, so that ``ndl.jit``
@@ -79,7 +66,7 @@ class _EmbeddingIndex(TensorOp):
 
     def compute(self, x: Any) -> Any:
         xp = self.xp
-        ids = _check_ids("Embedding", xp.reshape(x, (-1,)), self.num_embeddings, xp)
+        ids = check_ids("Embedding", xp.reshape(x, (-1,)), self.num_embeddings, xp)
         return xp.reshape(ids, (-1, 1))
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> tuple:

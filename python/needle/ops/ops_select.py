@@ -439,6 +439,20 @@ def argmin(a: Tensor, axis: int | None = None, keepdims: bool = False, *,
 # one-hot rows (``init.one_hot`` of a tensor of class ids)
 
 
+def check_ids(op: str, ids: Any, n: int, xp: Any, what: str = "ids") -> Any:
+    """``ids`` as int64 (through the namespace ``xp``), or a ShapeError naming ``op`` for
+    ids that are not integers in [0, n) (float arrays holding integers are fine)."""
+    as_int = xp.asarray(ids, dtype=numpy.int64)
+    if ids.dtype.kind == "f" and as_int.size and not bool(xp.all(xp.equal(as_int, ids))):
+        bad = ids[xp.not_equal(as_int, ids)].reshape(-1)[0]
+        raise ShapeError(f"{op}: {what} must be integers, got {bad}")
+    if as_int.size:
+        low, high = int(xp.min(as_int)), int(xp.max(as_int))
+        if low < 0 or high >= n:
+            raise ShapeError(f"{op}: {what} must be in [0, {n}), got {low}..{high}")
+    return as_int
+
+
 class OneHot(TensorOp):
     """Rows of the ``n x n`` identity picked by the integer class ids in ``ids``.
 
@@ -452,15 +466,7 @@ class OneHot(TensorOp):
 
     def compute(self, ids: Any) -> Any:
         xp = self.xp
-        as_int = xp.asarray(ids, dtype=numpy.int64)
-        if ids.dtype.kind == "f" and as_int.size and not bool(xp.all(xp.equal(as_int, ids))):
-            bad = ids[xp.not_equal(as_int, ids)].reshape(-1)[0]
-            raise ShapeError(f"one_hot: class ids must be integers, got {bad}")
-        if as_int.size:
-            low, high = int(xp.min(as_int)), int(xp.max(as_int))
-            if low < 0 or high >= self.n:
-                raise ShapeError(f"one_hot: class ids must be in [0, {self.n}); got "
-                                 f"{low}..{high}")
+        as_int = check_ids("one_hot", ids, self.n, xp, "class ids")
         # Scatter into (len(ids), n) rather than index an n x n identity (PTB: n = 10,000).
         out = xp.zeros(as_int.shape + (self.n,), dtype=self.dtype)
         xp.put_along_axis(out, as_int[..., None], 1, axis=-1)

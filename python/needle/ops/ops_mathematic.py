@@ -1052,15 +1052,19 @@ def mean(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None
 class Max(TensorOp):
     """Maximum over ``axes``; the gradient goes to the arg-max (split evenly among ties)."""
 
+    # The namespace function that reduces, also the op's name in errors (``Min``: "min").
+    reduce = "max"
+
     def __init__(self, axes: Any = None, keepdims: bool = False):
         self.axes = axes
         self.keepdims = keepdims
 
     def compute(self, a: Any) -> Any:
-        axes = _normalize_axes(self.axes, a.ndim, "max", a.shape)
+        name = self.reduce
+        axes = _normalize_axes(self.axes, a.ndim, name, a.shape)
         if a.size == 0:
-            raise ShapeError(f"max: cannot reduce an empty tensor of shape {a.shape}")
-        return self.xp.max(a, axis=axes, keepdims=self.keepdims)
+            raise ShapeError(f"{name}: cannot reduce an empty tensor of shape {a.shape}")
+        return getattr(self.xp, name)(a, axis=axes, keepdims=self.keepdims)
 
     def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
         x = node.inputs[0]

@@ -16,7 +16,7 @@ import numpy
 from ..autograd import Tensor, TensorOp
 from ..errors import DTypeError, ShapeError
 from ._args import reduction_args
-from .ops_mathematic import BroadcastLike, Mean, Summation, _normalize_axes, broadcast_like, equal
+from .ops_mathematic import Max, Mean, _normalize_axes, broadcast_like, equal
 from .ops_trig import float_input
 
 __all__ = ["Min", "min", "Var", "var", "Std", "std", "BroadcastScaled", "SumScaled"]
@@ -30,25 +30,11 @@ def _kept_shape(shape: tuple, axes: tuple) -> list:
 # Min
 
 
-class Min(TensorOp):
-    """Minimum over ``axes``; the gradient goes to the arg-min (split evenly among ties)."""
+class Min(Max):
+    """Minimum over ``axes``; the gradient goes to the arg-min (split evenly among ties),
+    by Max's rule: the mask of elements equal to the result."""
 
-    def __init__(self, axes: Any = None, keepdims: bool = False):
-        self.axes = axes
-        self.keepdims = keepdims
-
-    def compute(self, a: Any) -> Any:
-        axes = _normalize_axes(self.axes, a.ndim, "min", a.shape)
-        if a.size == 0:
-            raise ShapeError(f"min: cannot reduce an empty tensor of shape {a.shape}")
-        return self.xp.min(a, axis=axes, keepdims=self.keepdims)
-
-    def gradient(self, out_grad: Tensor, node: Tensor) -> Tensor:
-        x = node.inputs[0]
-        axes = None if self.keepdims else self.axes
-        mask = equal(x, BroadcastLike(axes)(node, x))
-        ties = BroadcastLike(axes)(Summation(self.axes, self.keepdims)(mask), x)
-        return BroadcastLike(axes)(out_grad, x) * mask / ties
+    reduce = "min"
 
 
 def min(a: Tensor, axes: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001

@@ -39,6 +39,7 @@ from apps._report import (  # noqa: E402
     verify_checkpoint,
     write_metrics,
 )
+from apps._steps import ClassifierSteps as Steps  # noqa: E402
 from apps.models import ResNet9  # noqa: E402
 
 
@@ -66,31 +67,6 @@ def load_data(args: argparse.Namespace) -> tuple[ndl.data.Dataset, ndl.data.Data
         train = ndl.data.NDArrayDataset(train.X[:args.limit], train.y[:args.limit])
         test = ndl.data.NDArrayDataset(test.X[:args.limit], test.y[:args.limit])
     return train, test
-
-
-class Steps:
-    """The training and evaluation steps of :func:`run_epoch`, compiled by ``ndl.jit`` when
-    ``jit`` (same results bit for bit; one ``Steps`` per model keeps the traces)."""
-
-    def __init__(self, model: nn.Module, opt: ndl.optim.Optimizer | None = None,
-                 jit: bool = False) -> None:
-        loss_fn = nn.SoftmaxLoss()
-
-        def train_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
-            logits = model(X)
-            loss = loss_fn(logits, y)
-            opt.reset_grad()
-            loss.backward()
-            opt.step()
-            return loss, logits
-
-        def eval_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
-            with ndl.no_grad():
-                logits = model(X)
-                return loss_fn(logits, y), logits
-
-        self.train = ndl.jit(train_step, enabled=jit)
-        self.eval = ndl.jit(eval_step, enabled=jit)
 
 
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: ndl.optim.Optimizer | None,

@@ -53,6 +53,7 @@ from apps._report import (  # noqa: E402
     verify_checkpoint,
     write_metrics,
 )
+from apps._steps import ClassifierSteps  # noqa: E402
 from apps.mlp_resnet import MLPResNet  # noqa: E402
 from needle.data.datasets._download import cache_dir, fetch  # noqa: E402
 
@@ -169,28 +170,12 @@ def find_data(data_dir: str, seed: int, download: bool = True, source: str = "au
 # Training
 
 
-class Steps:
-    """The training and evaluation steps of :func:`run_epoch`, compiled by ``ndl.jit``
-    when ``jit`` (the results are the same bit for bit; the jitted steps keep their traces
-    across epochs, so make one ``Steps`` per model and optimizer)."""
+class Steps(ClassifierSteps):
+    """The steps of :func:`run_epoch` (see :class:`apps._steps.ClassifierSteps`): batches
+    are flattened to (batch, features) for the MLPs."""
 
     def __init__(self, model: nn.Module, opt: Any = None, jit: bool = False) -> None:
-        loss_fn = nn.SoftmaxLoss()
-
-        def train_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
-            logits = model(X.reshape((X.shape[0], -1)))
-            loss = loss_fn(logits, y)
-            opt.reset_grad()
-            loss.backward()
-            opt.step()
-            return loss, logits
-
-        def eval_step(X: ndl.Tensor, y: ndl.Tensor) -> tuple:
-            logits = model(X.reshape((X.shape[0], -1)))
-            return loss_fn(logits, y), logits
-
-        self.train = ndl.jit(train_step, enabled=jit)
-        self.eval = ndl.jit(eval_step, enabled=jit)
+        super().__init__(model, opt, jit, flatten=True)
 
 
 def run_epoch(loader: ndl.data.DataLoader, model: nn.Module, opt: Any = None,

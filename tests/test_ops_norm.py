@@ -81,27 +81,45 @@ def test_running_stat_is_the_composition_and_differentiable(which):
 
 
 def test_batchnorm1d_training_step_equals_the_composed_module():
-    """The module's fused path against the same module forced onto the composition (a
-    (1, dim) weight takes the plain path): output, running statistics and gradients."""
+    """The module against the course's composition written out here: output, running
+    statistics and gradients over three steps; a (1, dim) weight and bias (an old
+    checkpoint's layout) give the same."""
     x0 = RNG.standard_normal((16, 6)).astype(np.float32) * 3 + 1
+    m = 0.2
     results = []
-    for fused in (True, False):
-        bn = nn.BatchNorm1d(6, momentum=0.2)
-        if not fused:
+    for how in ("module", "module (1, dim) affine", "composition"):
+        x = ndl.Tensor(x0, requires_grad=True)
+        if how == "composition":
+            w = ndl.Tensor(np.ones(6), dtype="float32", requires_grad=True)
+            b = ndl.Tensor(np.zeros(6), dtype="float32", requires_grad=True)
+            rm = ndl.Tensor(np.zeros(6), dtype="float32", requires_grad=False)
+            rv = ndl.Tensor(np.ones(6), dtype="float32", requires_grad=False)
+            for _ in range(3):
+                y = _composed(x, w, b, 1e-5)
+                (y * y * y).sum().backward()
+                mean = x.detach().sum(axes=(0,)) / 16
+                centred = x.detach() - ndl.broadcast_to(mean.reshape((1, 6)), (16, 6))
+                rm = rm * (1 - m) + mean * m
+                rv = rv * (1 - m) + (centred ** 2).sum(axes=(0,)) / 16 * m
+            results.append([y.numpy(), rm.numpy(), rv.numpy(), x.grad.numpy(),
+                            w.grad.numpy()])
+            continue
+        bn = nn.BatchNorm1d(6, momentum=m)
+        if how != "module":
             bn.weight = nn.Parameter(bn.weight.reshape((1, 6)))
             bn.bias = nn.Parameter(bn.bias.reshape((1, 6)))
-        x = ndl.Tensor(x0, requires_grad=True)
         for _ in range(3):
             y = bn(x)
             (y * y * y).sum().backward()
         results.append([y.numpy(), bn.running_mean.numpy(), bn.running_var.numpy(),
                         x.grad.numpy(), bn.weight.grad.numpy().reshape(-1)])
-    (y1, rm1, rv1, gx1, gw1), (y2, rm2, rv2, gx2, gw2) = results
-    np.testing.assert_array_equal(y1, y2)
-    np.testing.assert_array_equal(rm1, rm2)
-    np.testing.assert_array_equal(rv1, rv2)
-    np.testing.assert_allclose(gx1, gx2, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(gw1, gw2, rtol=1e-4, atol=1e-3)
+    (y2, rm2, rv2, gx2, gw2) = results[-1]
+    for y1, rm1, rv1, gx1, gw1 in results[:-1]:
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(rm1, rm2)
+        np.testing.assert_array_equal(rv1, rv2)
+        np.testing.assert_allclose(gx1, gx2, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gw1, gw2, rtol=1e-4, atol=1e-3)
 
 
 def test_fewer_nodes_than_the_composition():

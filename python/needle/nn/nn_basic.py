@@ -561,7 +561,7 @@ class BatchNorm1d(Module):
             raise ShapeError(f"{type(self).__name__}: expected input (batch, {self.dim}), "
                              f"got {x.shape}")
         shape = x.shape
-        if self.training and self.weight.shape == self.bias.shape == (self.dim,):
+        if self.training:
             # One node each (ops.ops_norm), with the float operations of the composition
             # ``(x - mean) / (var + eps) ** 0.5 * weight + bias``: far fewer nodes per step.
             m = self.momentum
@@ -569,20 +569,12 @@ class BatchNorm1d(Module):
                 data = x.detach()
                 self.running_mean = ops.running_stat(self.running_mean, data, m, "mean")
                 self.running_var = ops.running_stat(self.running_var, data, m, "var")
-            return ops.batchnorm_train(x, self.weight, self.bias, self.eps)
-        if self.training:  # affine parameters of another shape: the plain composition
-            n = shape[0]
-            mean = x.sum(axes=(0,)) / n
-            centred = x - _keep_last(mean, shape)
-            var = (centred ** 2).sum(axes=(0,)) / n
-            m = self.momentum
-            with no_grad():
-                self.running_mean = self.running_mean * (1 - m) + mean.detach() * m
-                self.running_var = self.running_var * (1 - m) + var.detach() * m
-        else:
-            centred = x - _keep_last(self.running_mean, shape)
-            var = self.running_var
-        std = _keep_last((var + self.eps) ** 0.5, shape)
+            # An affine parameter of another layout (a (1, dim) one) is viewed as (dim,).
+            w, b = (p if p.shape == (self.dim,) else p.reshape((self.dim,))
+                    for p in (self.weight, self.bias))
+            return ops.batchnorm_train(x, w, b, self.eps)
+        centred = x - _keep_last(self.running_mean, shape)
+        std = _keep_last((self.running_var + self.eps) ** 0.5, shape)
         return centred / std * _keep_last(self.weight, shape) + _keep_last(self.bias, shape)
 
     def extra_repr(self) -> str:

@@ -580,10 +580,18 @@ def _abort(world: _World, what: str) -> None:
     _abort_now(world.comm)
 
 
+# Seconds between the last words of an aborting rank and MPI_Abort (see _abort_now).
+_ABORT_GRACE = 0.5
+
+
 def _abort_now(comm: Any) -> None:
     """MPI_Abort, then end this process: MPICH's MPI_Abort only asks mpiexec to kill the
     job and returns, and the program must not go on meanwhile (into MPI_Finalize, which
     would wait for the others)."""
+    # mpiexec forwards each rank's output asynchronously and drops what it has not yet
+    # forwarded when the job is aborted: give it a moment, so that the lines saying why
+    # (printed and flushed just before) reach the user.
+    time.sleep(_ABORT_GRACE)
     try:
         comm.Abort(1)
     finally:
